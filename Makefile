@@ -1,0 +1,43 @@
+# Targets a newcomer can guess: build, test, lint, bench; sam build calls build-<LogicalId>.
+GO            ?= go
+LAMBDA_ARCH   ?= arm64
+ARTIFACTS_DIR ?= $(CURDIR)/.aws-sam/manual
+LAMBDA_FLAGS  := -tags lambda.norpc -trimpath -ldflags "-s -w"
+
+# LogicalId:functions/<dir>, the same pairs as template.yaml and shared/httpapi.Routes.
+FUNCTIONS := \
+	ListArtifactsFunction:list-artifacts \
+	GetArtifactFunction:get-artifact \
+	CreatePublishIntentFunction:create-publish-intent \
+	RegisterArtifactFunction:register-artifact \
+	PromoteArtifactFunction:promote-artifact \
+	DeprecateArtifactFunction:deprecate-artifact \
+	RetireArtifactFunction:retire-artifact
+
+fn_dir = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
+
+.PHONY: build test test-short lint bench tidy-check $(addprefix build-,$(foreach f,$(FUNCTIONS),$(word 1,$(subst :, ,$(f)))))
+
+# sam build (BuildMethod: makefile) runs `make build-<LogicalId> ARTIFACTS_DIR=...`.
+build-%:
+	@test -n "$(call fn_dir,$*)" || { echo "unknown function $*"; exit 2; }
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_ARCH) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$(call fn_dir,$*)
+
+# Every function's bootstrap for Lambda (arm64) under bin/<LogicalId>/.
+build:
+	@for f in $(FUNCTIONS); do id=$${f%%:*}; $(MAKE) --no-print-directory build-$$id ARTIFACTS_DIR=$(CURDIR)/bin/$$id || exit 1; done
+
+test:
+	$(GO) test -race -count=1 ./...
+
+lint: tidy-check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+tidy-check:
+	@cp go.mod /tmp/gpuaas-go.mod.bak; cp go.sum /tmp/gpuaas-go.sum.bak; \
+	$(GO) mod tidy; \
+	if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; cp /tmp/gpuaas-go.mod.bak go.mod; cp /tmp/gpuaas-go.sum.bak go.sum; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...

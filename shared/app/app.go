@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/gpuaas/app-artifacts/shared/cursor"
+	"github.com/gpuaas/app-artifacts/shared/dynamo"
+	"github.com/gpuaas/app-artifacts/shared/httpapi"
+	"github.com/gpuaas/app-artifacts/shared/lifecycle"
+	"github.com/gpuaas/app-artifacts/shared/obs"
+)
+
+// Config is every setting a function reads, all from the environment.
+type Config struct {
+	TableName    string // TABLE_NAME
+	RegistryHost string // REGISTRY_HOST
+	CursorSecret string // CURSOR_SECRET, at least 32 bytes
+	Stage        string // STAGE
+}
+
+// ConfigFromEnv reads Config with lookup (os.Getenv in production).
+func ConfigFromEnv(lookup func(string) string) (*Config, error) {
+	c := &Config{
+		TableName: lookup("TABLE_NAME"), RegistryHost: lookup("REGISTRY_HOST"),
+		CursorSecret: lookup("CURSOR_SECRET"), Stage: lookup("STAGE"),
+	}
+	var missing []string
+	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost, "CURSOR_SECRET": c.CursorSecret} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("app.ConfigFromEnv: missing %s", strings.Join(missing, ", "))
+	}
+	if len(c.CursorSecret) < 32 {
+		return nil, errors.New("app.ConfigFromEnv: CURSOR_SECRET must be at least 32 bytes")
+	}
+	return c, nil
+}
+
+// NewID returns prefix_<ULID>: unique, and sortable by creation time.
+func NewID(prefix string) string { return prefix + "_" + ulid.Make().String() }
+
+// DynamoDBOptions counts every round trip for the request log line.
+func DynamoDBOptions(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, obs.CountCalls) }
+
+// NewService builds the lifecycle service over DynamoDB.
+func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
+	cur, err := cursor.New([]byte(cfg.CursorSecret))
+	if err != nil {
+		return nil, err
+	}
+	return &lifecycle.Service{
+		Store: dynamo.New(ddb, cfg.TableName), Cursor: cur, RegistryHost: cfg.RegistryHost,
+		Now: time.Now, NewID: NewID,
+	}, nil
+}
+
+// NewHandler builds the handler of the named route from cfg and aws config.
+func NewHandler(routeName string, cfg *Config, awsCfg aws.Config) (*httpapi.Handler, error) {
+	rt, ok := httpapi.RouteByName(routeName)
+	if !ok {
+		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
+	}
+	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions))
+	if err != nil {
+		return nil, fmt.Errorf("app.NewHandler: %w", err)
+	}
+	return &httpapi.Handler{
+		Route: rt, Service: svc, Logger: obs.NewLogger(os.Stdout, routeName),
+		NewCorrelationID: func() string { return NewID("cid") }, Now: time.Now,
+	}, nil
+}
+
+// HTTPHandler is what functions/<route>/main.go calls: the environment's
+// configuration, AWS clients (no network call), the route's handler.
+func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error) {
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("app.HTTPHandler: %w", err)
+	}
+	return NewHandler(routeName, cfg, awsCfg)
+}
+
+// MustHTTPHandler is HTTPHandler for main: a function that cannot be
+// configured logs why in one JSON line and exits, so Lambda reports an init error.
+func MustHTTPHandler(routeName string) *httpapi.Handler {
+	h, err := HTTPHandler(context.Background(), routeName)
+	if err != nil {
+		obs.NewLogger(os.Stdout, routeName).Error("init failed", "error", err.Error())
+		os.Exit(1)
+	}
+	return h
+}

@@ -1,0 +1,135 @@
+package artifact
+
+import (
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	slugRE      = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+	versionRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	sha256RE    = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	sha512RE    = regexp.MustCompile(`^sha512:[a-f0-9]{128}$`)
+	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
+	tokenRE     = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+)
+
+// Reasons for invalid input that callers can branch on.
+const (
+	ReasonInvalidField             = "invalid_field"
+	ReasonDigestAlgorithm          = "digest_algorithm_mismatch"
+	ReasonRepositoryNamespace      = "repository_not_in_project_namespace"
+	ReasonSourceTypeNotAllowed     = "source_type_not_allowed"
+	maxReasonLen                   = 1024
+	maxIDLen                       = 64
+	maxArtifactIDLen               = 128
+	idempotencyMin, idempotencyMax = 8, 128
+)
+
+// MediaTypes are the manifest media types an artifact may be registered with.
+var MediaTypes = []string{
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}
+
+// ValidSlug reports whether s is an app slug.
+func ValidSlug(s string) bool { return slugRE.MatchString(s) }
+
+// ValidVersion reports whether s is an app version (an OCI tag).
+func ValidVersion(s string) bool { return versionRE.MatchString(s) }
+
+// ValidKind reports whether k is a known artifact kind.
+func ValidKind(k Kind) bool {
+	return k == KindContainerImage || k == KindHelmChart || k == KindOCIArtifact
+}
+
+// ValidSourceType reports whether s is a known source type.
+func ValidSourceType(s SourceType) bool {
+	return s == SourcePlatformPush || s == SourcePullThroughCache
+}
+
+// ValidMediaType reports whether m is an accepted manifest media type.
+func ValidMediaType(m string) bool {
+	for _, t := range MediaTypes {
+		if m == t {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckDigest validates an OCI digest in canonical form and that it agrees
+// with the declared algorithm.
+func CheckDigest(digest, algorithm string) error {
+	switch {
+	case sha256RE.MatchString(digest):
+		if algorithm != "sha256" {
+			return algorithmMismatch(algorithm)
+		}
+	case sha512RE.MatchString(digest):
+		if algorithm != "sha512" {
+			return algorithmMismatch(algorithm)
+		}
+	default:
+		return Invalid(ReasonInvalidField, "digest", "digest must be sha256: followed by 64 lowercase hex digits, or sha512: followed by 128")
+	}
+	return nil
+}
+
+func algorithmMismatch(algorithm string) error {
+	if algorithm != "sha256" && algorithm != "sha512" {
+		return Invalid(ReasonInvalidField, "digest_algorithm", "digest_algorithm must be sha256 or sha512")
+	}
+	return Invalid(ReasonDigestAlgorithm, "digest_algorithm", "digest_algorithm does not agree with the digest")
+}
+
+// ValidID reports whether s can name an org or project: one lowercase
+// repository path component, so the platform naming model stays valid.
+func ValidID(s string) bool {
+	return len(s) <= maxIDLen && componentRE.MatchString(s)
+}
+
+// ValidArtifactID reports whether s is shaped like an id this service issues
+// (anything else cannot exist, so it is reported as not found).
+func ValidArtifactID(s string) bool {
+	return len(s) > 0 && len(s) <= maxArtifactIDLen && tokenRE.MatchString(s)
+}
+
+// ValidToken reports whether s is a header token of [A-Za-z0-9._:-] within the length bounds.
+func ValidToken(s string, min, max int) bool {
+	return len(s) >= min && len(s) <= max && tokenRE.MatchString(s)
+}
+
+// ValidIdempotencyKey reports whether k is acceptable as X-Idempotency-Key.
+func ValidIdempotencyKey(k string) bool { return ValidToken(k, idempotencyMin, idempotencyMax) }
+
+// ValidRepositoryName reports whether name is an OCI repository name.
+func ValidRepositoryName(name string) bool {
+	if name == "" || len(name) > 256 {
+		return false
+	}
+	for _, c := range strings.Split(name, "/") {
+		if !componentRE.MatchString(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckReason validates a caller's free-text reason.
+func CheckReason(reason string, required bool) error {
+	if strings.TrimSpace(reason) == "" {
+		if required {
+			return Invalid("missing_reason", "reason", "reason is required")
+		}
+		return nil
+	}
+	if len(reason) > maxReasonLen || !utf8.ValidString(reason) || strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return Invalid(ReasonInvalidField, "reason", "reason must be at most 1024 bytes of printable text")
+	}
+	return nil
+}

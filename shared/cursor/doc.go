@@ -1,0 +1,2 @@
+// Package cursor seals list positions into opaque, tamper-evident tokens.
+package cursor

@@ -1,0 +1,206 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/gpuaas/app-artifacts/shared/artifact"
+	"github.com/gpuaas/app-artifacts/shared/lifecycle"
+)
+
+// API is the part of the DynamoDB client the store uses.
+type API interface {
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Table is the Store over one DynamoDB table.
+type Table struct {
+	api  API
+	name string
+}
+
+var _ lifecycle.Store = (*Table)(nil)
+
+// New returns the store for table name.
+func New(api API, name string) *Table { return &Table{api: api, name: name} }
+
+type av = map[string]types.AttributeValue
+
+func keyOf(pk, sk string) av {
+	return av{attrPK: &types.AttributeValueMemberS{Value: pk}, attrSK: &types.AttributeValueMemberS{Value: sk}}
+}
+
+// batchGet reads keys consistently in one call; the rare unprocessed keys
+// are asked again (each retry is one more round trip, counted as such).
+func (t *Table) batchGet(ctx context.Context, keys []av) (map[string]av, error) {
+	out := map[string]av{}
+	pending := keys
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt == 5 {
+			return nil, artifact.Unavailable("throttled", errors.New("dynamo.batchGet: unprocessed keys after 5 attempts"))
+		}
+		res, err := t.api.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+			RequestItems: map[string]types.KeysAndAttributes{t.name: {Keys: pending, ConsistentRead: aws.Bool(true)}},
+		})
+		if err != nil {
+			return nil, translate("dynamo.batchGet", err)
+		}
+		for _, item := range res.Responses[t.name] {
+			pk, _ := item[attrPK].(*types.AttributeValueMemberS)
+			sk, _ := item[attrSK].(*types.AttributeValueMemberS)
+			if pk != nil && sk != nil {
+				out[pk.Value+"|"+sk.Value] = item
+			}
+		}
+		pending = res.UnprocessedKeys[t.name].Keys
+	}
+	return out, nil
+}
+
+func decodeArtifact(item av) (*artifact.Artifact, error) {
+	if item == nil {
+		return nil, nil
+	}
+	var it artifactItem
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return nil, artifact.Internal(fmt.Errorf("dynamo.decodeArtifact: %w", err))
+	}
+	return it.artifact(), nil
+}
+
+func decodeProject(item av) (*lifecycle.Project, error) {
+	if item == nil {
+		return nil, nil
+	}
+	var it projectItem
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return nil, artifact.Internal(fmt.Errorf("dynamo.decodeProject: %w", err))
+	}
+	return &lifecycle.Project{ProjectID: it.ProjectID, OrgID: it.OrgID, Policy: it.Policy}, nil
+}
+
+func decodeIdem(item av) (*lifecycle.IdemRecord, error) {
+	if item == nil {
+		return nil, nil
+	}
+	var it idemItem
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return nil, artifact.Internal(fmt.Errorf("dynamo.decodeIdem: %w", err))
+	}
+	return it.record(), nil
+}
+
+// GetArtifact implements lifecycle.Store.
+func (t *Table) GetArtifact(ctx context.Context, projectID, artifactID string) (*artifact.Artifact, *lifecycle.Project, error) {
+	ak, pk := keyOf(projectPK(projectID), artifactSK(artifactID)), keyOf(projectPK(projectID), skProject)
+	got, err := t.batchGet(ctx, []av{ak, pk})
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := decodeArtifact(got[projectPK(projectID)+"|"+artifactSK(artifactID)])
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := decodeProject(got[projectPK(projectID)+"|"+skProject])
+	return a, p, err
+}
+
+// LoadForMutation implements lifecycle.Store.
+func (t *Table) LoadForMutation(ctx context.Context, projectID, artifactID string, idem lifecycle.IdemScope) (*lifecycle.MutationView, error) {
+	ipk := idemPK(idem)
+	got, err := t.batchGet(ctx, []av{
+		keyOf(projectPK(projectID), artifactSK(artifactID)),
+		keyOf(projectPK(projectID), skProject),
+		keyOf(ipk, skIdem),
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := &lifecycle.MutationView{}
+	if v.Artifact, err = decodeArtifact(got[projectPK(projectID)+"|"+artifactSK(artifactID)]); err != nil {
+		return nil, err
+	}
+	if v.Project, err = decodeProject(got[projectPK(projectID)+"|"+skProject]); err != nil {
+		return nil, err
+	}
+	if v.Idem, err = decodeIdem(got[ipk+"|"+skIdem]); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// ListArtifacts implements lifecycle.Store: one Query over the project's
+// partition, newest first. The project item sorts after every artifact, so
+// the first page also brings the project's owner. Filters are applied by
+// DynamoDB; the page reads ahead so a filtered page is usually full, and
+// returns at most q.Limit artifacts.
+func (t *Table) ListArtifacts(ctx context.Context, projectID string, q lifecycle.ListQuery) (*lifecycle.ListResult, error) {
+	kc := expression.Key(attrPK).Equal(expression.Value(projectPK(projectID)))
+	b := expression.NewBuilder().WithKeyCondition(kc)
+	var conds []expression.ConditionBuilder
+	add := func(name, v string) {
+		if v != "" {
+			conds = append(conds, expression.Name(name).Equal(expression.Value(v)))
+		}
+	}
+	add("lifecycle_state", q.LifecycleState)
+	add("trust_state", q.TrustState)
+	add("app_slug", q.AppSlug)
+	add("app_version", q.AppVersion)
+	if q.Channel != "" {
+		conds = append(conds, expression.Name("channel_index").Contains("|"+q.Channel+"|"))
+	}
+	readAhead := int32(q.Limit + 2)
+	if len(conds) > 0 {
+		f := conds[0]
+		if len(conds) > 1 {
+			f = expression.And(conds[0], conds[1], conds[2:]...)
+		}
+		b = b.WithFilter(f.Or(expression.Name(attrSK).Equal(expression.Value(skProject))))
+		readAhead = int32(min(q.Limit*5+2, 500))
+	}
+	expr, err := b.Build()
+	if err != nil {
+		return nil, artifact.Internal(fmt.Errorf("dynamo.ListArtifacts: %w", err))
+	}
+	in := &dynamodb.QueryInput{
+		TableName: aws.String(t.name), KeyConditionExpression: expr.KeyCondition(), FilterExpression: expr.Filter(),
+		ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+		ScanIndexForward: aws.Bool(false), ConsistentRead: aws.Bool(true), Limit: aws.Int32(readAhead),
+	}
+	if q.AfterID != "" {
+		in.ExclusiveStartKey = keyOf(projectPK(projectID), artifactSK(q.AfterID))
+	}
+	out, err := t.api.Query(ctx, in)
+	if err != nil {
+		return nil, translate("dynamo.ListArtifacts", err)
+	}
+	res := &lifecycle.ListResult{More: len(out.LastEvaluatedKey) > 0}
+	for _, item := range out.Items {
+		if sk, _ := item[attrSK].(*types.AttributeValueMemberS); sk != nil && sk.Value == skProject {
+			if res.Project, err = decodeProject(item); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(res.Items) == q.Limit {
+			res.More = true
+			break
+		}
+		a, err := decodeArtifact(item)
+		if err != nil {
+			return nil, err
+		}
+		res.Items = append(res.Items, a)
+	}
+	return res, nil
+}

@@ -1,0 +1,148 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gpuaas/app-artifacts/shared/artifact"
+)
+
+// Project is what the store knows about a project: the org of its first
+// writer and its artifact policy (nil means the default policy).
+type Project struct {
+	ProjectID string
+	OrgID     string
+	Policy    *artifact.Policy
+}
+
+// IdemScope names an idempotency record: (project, principal, key).
+type IdemScope struct {
+	ProjectID   string
+	PrincipalID string
+	Key         string
+}
+
+// IdemRecord is a stored first response.
+type IdemRecord struct {
+	IdemScope
+	Fingerprint string
+	Status      int
+	Body        []byte
+	ArtifactID  string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// AuditEvent is one row of evidence for a privileged mutation.
+type AuditEvent struct {
+	AuditID        string             `json:"audit_id"`
+	Action         string             `json:"action"`
+	OrgID          string             `json:"org_id"`
+	ProjectID      string             `json:"project_id"`
+	ArtifactID     *string            `json:"artifact_id"`
+	Actor          artifact.Principal `json:"actor"`
+	CorrelationID  string             `json:"correlation_id"`
+	TraceID        *string            `json:"trace_id"`
+	IdempotencyKey string             `json:"idempotency_key"`
+	Before         *artifact.Snapshot `json:"before"`
+	After          *artifact.Snapshot `json:"after"`
+	Details        map[string]any     `json:"details"`
+	OccurredAt     time.Time          `json:"occurred_at"`
+}
+
+// MutationView is the one consistent read a transition starts from.
+type MutationView struct {
+	Artifact *artifact.Artifact // nil if absent from the project
+	Project  *Project           // nil if the project has no writes yet
+	Idem     *IdemRecord        // nil if absent
+}
+
+// Mutation is everything one privileged request writes, committed in one
+// transaction: the idempotency record first, then the change, then the audit row.
+type Mutation struct {
+	Idem IdemRecord
+	Now  time.Time
+
+	// ClaimProject records OrgID as the project's org if it has none and
+	// fails with ErrOrgMismatch if another org owns it.
+	ClaimProject *Project
+
+	// NewArtifact is inserted with its digest and app version uniqueness guards.
+	NewArtifact *artifact.Artifact
+	// FulfilIntent marks an open, unexpired intent fulfilled by NewArtifact.
+	FulfilIntent *string
+
+	// UpdateArtifact replaces the artifact if its revision is still ExpectRevision.
+	UpdateArtifact *artifact.Artifact
+	// CheckArtifact only asserts the artifact is still at ExpectRevision.
+	CheckArtifact  *artifact.Artifact
+	ExpectRevision int64
+
+	NewIntent *artifact.PublishIntent
+	Audit     *AuditEvent
+}
+
+// Errors a Store's Commit returns for failed conditions. Everything else it
+// returns is an *artifact.Error (service_unavailable, internal_error).
+var (
+	// ErrRevisionChanged: the artifact moved since it was read, or a
+	// transaction conflict; re-read and decide again.
+	ErrRevisionChanged = errors.New("lifecycle: artifact changed concurrently")
+	// ErrOrgMismatch: the project belongs to another org.
+	ErrOrgMismatch = errors.New("lifecycle: project belongs to another org")
+)
+
+// IdemExistsError carries the record that won the key.
+type IdemExistsError struct{ Record *IdemRecord }
+
+func (e *IdemExistsError) Error() string { return "lifecycle: idempotency key already used" }
+
+// DuplicateError says the digest or the app version is taken in the project.
+type DuplicateError struct {
+	Field              string // "digest" or "app_version"
+	ExistingArtifactID string
+}
+
+func (e *DuplicateError) Error() string { return "lifecycle: duplicate " + e.Field }
+
+// IntentError says why a publish intent could not be fulfilled. Intent is the
+// stored intent, nil if none exists in the project.
+type IntentError struct{ Intent *artifact.PublishIntent }
+
+func (e *IntentError) Error() string { return "lifecycle: publish intent cannot be fulfilled" }
+
+// ListQuery selects a page of a project's artifacts.
+type ListQuery struct {
+	LifecycleState string
+	TrustState     string
+	AppSlug        string
+	AppVersion     string
+	Channel        string
+	Limit          int
+	AfterID        string // exclusive start: the last artifact id of the previous page
+}
+
+// ListResult is a page, newest first.
+type ListResult struct {
+	Items   []*artifact.Artifact
+	Project *Project // set when the page began at the top
+	More    bool
+}
+
+// Store is the persistence port. Every method makes the DynamoDB round
+// trips the performance budget allows: one each.
+type Store interface {
+	// GetArtifact reads an artifact and its project in one round trip.
+	// Absent items are nil. Errors: service_unavailable, internal_error.
+	GetArtifact(ctx context.Context, projectID, artifactID string) (*artifact.Artifact, *Project, error)
+	// LoadForMutation reads the artifact, its project and the idempotency
+	// record consistently in one round trip.
+	LoadForMutation(ctx context.Context, projectID, artifactID string, idem IdemScope) (*MutationView, error)
+	// Commit writes m in one transaction. Errors: *IdemExistsError,
+	// *DuplicateError, *IntentError, ErrOrgMismatch, ErrRevisionChanged,
+	// service_unavailable, internal_error.
+	Commit(ctx context.Context, m *Mutation) error
+	// ListArtifacts reads one page in one round trip.
+	ListArtifacts(ctx context.Context, projectID string, q ListQuery) (*ListResult, error)
+}

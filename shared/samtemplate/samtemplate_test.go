@@ -1,0 +1,659 @@
+package samtemplate_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/gpuaas/app-artifacts/shared/samtemplate"
+)
+
+const cursorSecret = "0123456789abcdef0123456789abcdef"
+
+// deployParams are what a deploy would pass for the parameters that have no
+// default.
+var deployParams = map[string]string{
+	"JwtIssuer":    "https://issuer.example.test/",
+	"JwtAudience":  "app-artifacts,gpuaas-cli",
+	"CursorSecret": cursorSecret,
+}
+
+func templatePath(t *testing.T) string {
+	t.Helper()
+	root, err := samtemplate.FindRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "template.yaml")
+}
+
+func load(t *testing.T, params map[string]string) *samtemplate.Template {
+	t.Helper()
+	tpl, err := samtemplate.Load(templatePath(t), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
+}
+
+func with(base map[string]string, extra map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// The routes of doc/CONTRACT-NOTES.md, sorted by path then method.
+var wantRoutes = []samtemplate.Route{
+	{LogicalID: "ListArtifactsFunction", Method: "GET", Path: "/api/v1/projects/{project_id}/app-artifacts"},
+	{LogicalID: "RegisterArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts"},
+	{LogicalID: "CreatePublishIntentFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/publish-intents"},
+	{LogicalID: "GetArtifactFunction", Method: "GET", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}"},
+	{LogicalID: "DeprecateArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/deprecate"},
+	{LogicalID: "PromoteArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/promote"},
+	{LogicalID: "RetireArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/retire"},
+}
+
+// Route names (functions/ directories) by logical id, and whether the route
+// only reads.
+var functions = map[string]struct {
+	name     string
+	readOnly bool
+}{
+	"ListArtifactsFunction":       {"list-artifacts", true},
+	"GetArtifactFunction":         {"get-artifact", true},
+	"CreatePublishIntentFunction": {"create-publish-intent", false},
+	"RegisterArtifactFunction":    {"register-artifact", false},
+	"PromoteArtifactFunction":     {"promote-artifact", false},
+	"DeprecateArtifactFunction":   {"deprecate-artifact", false},
+	"RetireArtifactFunction":      {"retire-artifact", false},
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, nil)
+	if diff := cmp.Diff(wantRoutes, tpl.Routes()); diff != "" {
+		t.Errorf("Routes() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestFunctionIDs(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, nil)
+	want := []string{
+		"CreatePublishIntentFunction",
+		"DeprecateArtifactFunction",
+		"GetArtifactFunction",
+		"ListArtifactsFunction",
+		"PromoteArtifactFunction",
+		"RegisterArtifactFunction",
+		"RetireArtifactFunction",
+	}
+	if diff := cmp.Diff(want, tpl.FunctionIDs()); diff != "" {
+		t.Errorf("FunctionIDs() mismatch (-want +got):\n%s", diff)
+	}
+	// Every function serves exactly one route.
+	var routed []string
+	for _, r := range tpl.Routes() {
+		routed = append(routed, r.LogicalID)
+	}
+	if diff := cmp.Diff(want, routed, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("functions behind routes mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestFunction(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []string{"dev", "prod"} {
+		tpl := load(t, map[string]string{"Stage": stage})
+		for _, id := range tpl.FunctionIDs() {
+			t.Run(stage+"/"+id, func(t *testing.T) {
+				t.Parallel()
+				fn, ok := functions[id]
+				if !ok {
+					t.Fatalf("function %s is not in the contract notes", id)
+				}
+				got, err := tpl.Function(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := samtemplate.FunctionConfig{
+					LogicalID:     id,
+					FunctionName:  "gpuaas-app-artifacts-" + stage + "-" + fn.name,
+					Runtime:       "provided.al2023",
+					Handler:       "bootstrap",
+					CodeURI:       ".",
+					BuildMethod:   "makefile",
+					Architectures: []string{"arm64"},
+					MemorySize:    256,
+					Timeout:       10,
+					Tracing:       "Active",
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("Function(%s) mismatch (-want +got):\n%s", id, diff)
+				}
+			})
+		}
+	}
+}
+
+func TestPolicyActions(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, nil)
+	read := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
+	write := []string{
+		"dynamodb:BatchGetItem",
+		"dynamodb:ConditionCheckItem",
+		"dynamodb:GetItem",
+		"dynamodb:PutItem",
+		"dynamodb:UpdateItem",
+	}
+	for _, id := range tpl.FunctionIDs() {
+		t.Run(id, func(t *testing.T) {
+			t.Parallel()
+			want := write
+			if functions[id].readOnly {
+				want = read
+			}
+			got, err := tpl.PolicyActions(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("PolicyActions(%s) mismatch (-want +got):\n%s", id, diff)
+			}
+		})
+	}
+}
+
+func keySchema(hash, rng string) []ddbtypes.KeySchemaElement {
+	return []ddbtypes.KeySchemaElement{
+		{AttributeName: aws.String(hash), KeyType: ddbtypes.KeyTypeHash},
+		{AttributeName: aws.String(rng), KeyType: ddbtypes.KeyTypeRange},
+	}
+}
+
+func wantTableInput(name string) *dynamodb.CreateTableInput {
+	var attrs []ddbtypes.AttributeDefinition
+	for _, a := range []string{"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"} {
+		attrs = append(attrs, ddbtypes.AttributeDefinition{
+			AttributeName: aws.String(a),
+			AttributeType: ddbtypes.ScalarAttributeTypeS,
+		})
+	}
+	return &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: attrs,
+		KeySchema:            keySchema("PK", "SK"),
+		GlobalSecondaryIndexes: []ddbtypes.GlobalSecondaryIndex{
+			{
+				IndexName:  aws.String("GSI1"),
+				KeySchema:  keySchema("GSI1PK", "GSI1SK"),
+				Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
+			},
+			{
+				IndexName:  aws.String("GSI2"),
+				KeySchema:  keySchema("GSI2PK", "GSI2SK"),
+				Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
+			},
+		},
+		StreamSpecification: &ddbtypes.StreamSpecification{
+			StreamEnabled:  aws.Bool(true),
+			StreamViewType: ddbtypes.StreamViewTypeNewImage,
+		},
+	}
+}
+
+var ignoreSDKInternals = cmpopts.IgnoreUnexported(
+	dynamodb.CreateTableInput{},
+	ddbtypes.AttributeDefinition{},
+	ddbtypes.KeySchemaElement{},
+	ddbtypes.GlobalSecondaryIndex{},
+	ddbtypes.Projection{},
+	ddbtypes.StreamSpecification{},
+)
+
+func TestCreateTableInput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		params    map[string]string
+		logicalID string
+		tableName string
+		want      *dynamodb.CreateTableInput
+		wantErr   bool
+	}{
+		{name: "template name", logicalID: "ArtifactsTable", want: wantTableInput("gpuaas-app-artifacts-dev")},
+		{name: "stage parameter", params: map[string]string{"Stage": "prod"}, logicalID: "ArtifactsTable", want: wantTableInput("gpuaas-app-artifacts-prod")},
+		{name: "name override", logicalID: "ArtifactsTable", tableName: "local-artifacts", want: wantTableInput("local-artifacts")},
+		{name: "unknown table", logicalID: "NoSuchTable", wantErr: true},
+		{name: "not a table", logicalID: "ListArtifactsFunction", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tpl := load(t, tc.params)
+			got, err := tpl.CreateTableInput(tc.logicalID, tc.tableName)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("CreateTableInput(%q, %q) error = %v, wantErr %v", tc.logicalID, tc.tableName, err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.want, got, ignoreSDKInternals); diff != "" {
+				t.Errorf("CreateTableInput mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTableTTLAttribute(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, nil)
+	tests := []struct{ logicalID, want string }{
+		{"ArtifactsTable", "ttl"},
+		{"NoSuchTable", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.logicalID, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.want, tpl.TableTTLAttribute(tc.logicalID)); diff != "" {
+				t.Errorf("TableTTLAttribute(%s) mismatch (-want +got):\n%s", tc.logicalID, diff)
+			}
+		})
+	}
+}
+
+func TestFunctionEnv(t *testing.T) {
+	t.Parallel()
+	tableRef := map[string]string{"ArtifactsTable": "local-artifacts"}
+	tests := []struct {
+		name      string
+		params    map[string]string
+		logicalID string
+		refs      map[string]string
+		want      map[string]string
+		wantErr   string
+	}{
+		{
+			name:      "registry host defaults to the account's ECR",
+			params:    map[string]string{"CursorSecret": cursorSecret},
+			logicalID: "ListArtifactsFunction",
+			refs:      tableRef,
+			want: map[string]string{
+				"TABLE_NAME":    "local-artifacts",
+				"REGISTRY_HOST": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+				"CURSOR_SECRET": cursorSecret,
+				"STAGE":         "dev",
+			},
+		},
+		{
+			name:      "account and region from refs",
+			params:    map[string]string{"CursorSecret": cursorSecret, "Stage": "prod"},
+			logicalID: "RegisterArtifactFunction",
+			refs:      with(tableRef, map[string]string{"AWS::AccountId": "000000000000", "AWS::Region": "eu-west-1"}),
+			want: map[string]string{
+				"TABLE_NAME":    "local-artifacts",
+				"REGISTRY_HOST": "000000000000.dkr.ecr.eu-west-1.amazonaws.com",
+				"CURSOR_SECRET": cursorSecret,
+				"STAGE":         "prod",
+			},
+		},
+		{
+			name:      "registry host parameter",
+			params:    map[string]string{"CursorSecret": cursorSecret, "RegistryHost": "registry.example.test"},
+			logicalID: "GetArtifactFunction",
+			refs:      tableRef,
+			want: map[string]string{
+				"TABLE_NAME":    "local-artifacts",
+				"REGISTRY_HOST": "registry.example.test",
+				"CURSOR_SECRET": cursorSecret,
+				"STAGE":         "dev",
+			},
+		},
+		{
+			name:      "refs win over parameters",
+			params:    map[string]string{"CursorSecret": cursorSecret, "Stage": "prod"},
+			logicalID: "PromoteArtifactFunction",
+			refs:      with(tableRef, map[string]string{"RegistryHost": "127.0.0.1:5000", "Stage": "local", "CursorSecret": "from-refs"}),
+			want: map[string]string{
+				"TABLE_NAME":    "local-artifacts",
+				"REGISTRY_HOST": "127.0.0.1:5000",
+				"CURSOR_SECRET": "from-refs",
+				"STAGE":         "local",
+			},
+		},
+		{
+			name:      "table ref missing",
+			params:    map[string]string{"CursorSecret": cursorSecret},
+			logicalID: "ListArtifactsFunction",
+			wantErr:   "ArtifactsTable",
+		},
+		{
+			name:      "parameter without default or value",
+			logicalID: "ListArtifactsFunction",
+			refs:      tableRef,
+			wantErr:   "CursorSecret",
+		},
+		{
+			name:      "unknown function",
+			params:    map[string]string{"CursorSecret": cursorSecret},
+			logicalID: "NoSuchFunction",
+			refs:      tableRef,
+			wantErr:   "NoSuchFunction",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tpl := load(t, tc.params)
+			got, err := tpl.FunctionEnv(tc.logicalID, tc.refs)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("FunctionEnv error = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("FunctionEnv(%s) mismatch (-want +got):\n%s", tc.logicalID, diff)
+			}
+		})
+	}
+}
+
+func TestEveryRouteHasTheJWTAuthorizer(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, deployParams)
+	api, err := tpl.CloudFormation().GetServerlessHttpApiWithName("HttpApi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.Auth == nil || aws.ToString(api.Auth.DefaultAuthorizer) != "JwtAuthorizer" {
+		t.Fatalf("HttpApi Auth.DefaultAuthorizer = %v, want JwtAuthorizer", api.Auth)
+	}
+	want := &samtemplate.Authorizer{
+		Name:           "JwtAuthorizer",
+		Type:           "JWT",
+		IdentitySource: "$request.header.Authorization",
+		Issuer:         "https://issuer.example.test/",
+		Audience:       []string{"app-artifacts", "gpuaas-cli"},
+	}
+	for _, r := range tpl.Routes() {
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			t.Parallel()
+			got, err := tpl.RouteAuthorizer(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("RouteAuthorizer mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A small template of its own shows the rules that the project's template
+// does not exercise: an open route, an event's own authorizer, function
+// environment overriding Globals, AWS::NoValue and nested conditions.
+const miniTemplate = `
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Mode:
+    Type: String
+    Default: a
+Conditions:
+  IsA: !Equals [!Ref Mode, a]
+  # goformation's YAML reader has no short form !Condition: use the long one.
+  IsNotA: !Not [{Condition: IsA}]
+  AOrB: !Or [{Condition: IsA}, !Equals [!Ref Mode, b]]
+Globals:
+  Function:
+    Runtime: provided.al2023
+    Handler: bootstrap
+    Environment:
+      Variables:
+        SHARED: from-globals
+        OVERRIDDEN: from-globals
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration:
+              issuer: https://issuer.example.test/
+              audience: [aud]
+          Other:
+            IdentitySource: $request.header.X-Token
+            JwtConfiguration:
+              issuer: https://other.example.test/
+              audience: [other]
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Environment:
+        Variables:
+          OVERRIDDEN: from-function
+          ONLY_IF_A: !If [IsA, "yes", !Ref AWS::NoValue]
+          NOT_A: !If [IsNotA, "true", "false"]
+          A_OR_B: !If [AOrB, "true", "false"]
+          JOINED: !Join ["-", [!Ref Mode, !Select [1, !Split [",", "x,y,z"]]]]
+          ESCAPED: !Sub ["${!Literal}-${Mode}-${Named}", {Named: !Ref Mode}]
+          ATTR: !GetAtt Api.ApiEndpoint
+      Events:
+        Open:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Method: get
+            Path: /open
+            Auth:
+              Authorizer: NONE
+        Other:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Method: post
+            Path: /other
+            Auth:
+              Authorizer: Other
+        Default:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Method: delete
+            Path: /default
+`
+
+func TestMiniTemplate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "template.yaml")
+	if err := os.WriteFile(path, []byte(miniTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]string{"Api.ApiEndpoint": "http://127.0.0.1:3000"}
+
+	envTests := []struct {
+		mode string
+		want map[string]string
+	}{
+		{"a", map[string]string{
+			"SHARED": "from-globals", "OVERRIDDEN": "from-function", "ONLY_IF_A": "yes",
+			"NOT_A": "false", "A_OR_B": "true", "JOINED": "a-y", "ESCAPED": "${Literal}-a-a",
+			"ATTR": "http://127.0.0.1:3000",
+		}},
+		{"b", map[string]string{
+			"SHARED": "from-globals", "OVERRIDDEN": "from-function",
+			"NOT_A": "true", "A_OR_B": "true", "JOINED": "b-y", "ESCAPED": "${Literal}-b-b",
+			"ATTR": "http://127.0.0.1:3000",
+		}},
+		{"c", map[string]string{
+			"SHARED": "from-globals", "OVERRIDDEN": "from-function",
+			"NOT_A": "true", "A_OR_B": "false", "JOINED": "c-y", "ESCAPED": "${Literal}-c-c",
+			"ATTR": "http://127.0.0.1:3000",
+		}},
+	}
+	for _, tc := range envTests {
+		t.Run("env/mode="+tc.mode, func(t *testing.T) {
+			t.Parallel()
+			tpl, err := samtemplate.Load(path, map[string]string{"Mode": tc.mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tpl.FunctionEnv("Fn", refs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("FunctionEnv mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	tpl, err := samtemplate.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authTests := []struct {
+		route samtemplate.Route
+		want  *samtemplate.Authorizer
+	}{
+		{
+			samtemplate.Route{LogicalID: "Fn", Method: "DELETE", Path: "/default"},
+			&samtemplate.Authorizer{Name: "Jwt", Type: "JWT", IdentitySource: "$request.header.Authorization", Issuer: "https://issuer.example.test/", Audience: []string{"aud"}},
+		},
+		{samtemplate.Route{LogicalID: "Fn", Method: "GET", Path: "/open"}, nil},
+		{
+			samtemplate.Route{LogicalID: "Fn", Method: "POST", Path: "/other"},
+			&samtemplate.Authorizer{Name: "Other", Type: "JWT", IdentitySource: "$request.header.X-Token", Issuer: "https://other.example.test/", Audience: []string{"other"}},
+		},
+	}
+	var routes []samtemplate.Route
+	for _, tc := range authTests {
+		routes = append(routes, tc.route)
+		t.Run("auth"+tc.route.Path, func(t *testing.T) {
+			t.Parallel()
+			got, err := tpl.RouteAuthorizer(tc.route)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("RouteAuthorizer mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if diff := cmp.Diff(routes, tpl.Routes()); diff != "" {
+		t.Errorf("Routes() mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := tpl.RouteAuthorizer(samtemplate.Route{LogicalID: "Fn", Method: "PUT", Path: "/nowhere"}); err == nil {
+		t.Error("RouteAuthorizer of an unknown route: want an error")
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("Resources: [unclosed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dup := filepath.Join(dir, "dup.yaml")
+	dupTemplate := strings.Replace(miniTemplate, "Path: /default", "Path: /open\n            Auth:\n              Authorizer: NONE", 1)
+	dupTemplate = strings.Replace(dupTemplate, "Method: delete", "Method: GET", 1)
+	if err := os.WriteFile(dup, []byte(dupTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		path    string
+		params  map[string]string
+		wantErr string
+		is      error
+	}{
+		{name: "missing file", path: filepath.Join(dir, "missing.yaml"), is: fs.ErrNotExist},
+		{name: "invalid yaml", path: bad, wantErr: "goformation"},
+		{name: "undeclared parameter", path: templatePath(t), params: map[string]string{"NoSuchParam": "x"}, wantErr: "NoSuchParam"},
+		{name: "duplicate route", path: dup, wantErr: "GET /open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := samtemplate.Load(tc.path, tc.params)
+			if err == nil {
+				t.Fatal("Load: want an error")
+			}
+			if !strings.HasPrefix(err.Error(), "samtemplate.Load: ") {
+				t.Errorf("error %q does not start with samtemplate.Load: ", err)
+			}
+			if tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not mention %q", err, tc.wantErr)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %q is not %v", err, tc.is)
+			}
+		})
+	}
+}
+
+// goformation registers its YAML tag handlers in a package-level map on
+// every parse; Load must serialise that so parallel loads do not race.
+func TestLoadConcurrently(t *testing.T) {
+	t.Parallel()
+	path := templatePath(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := samtemplate.Load(path, nil)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestFindRepoRoot(t *testing.T) {
+	// No t.Parallel: the subtest changes the working directory.
+	root, err := samtemplate.FindRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"go.mod", "template.yaml"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("repo root %s: %v", root, err)
+		}
+	}
+	t.Run("no go.mod above", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		if _, err := samtemplate.FindRepoRoot(); err == nil {
+			t.Error("FindRepoRoot outside a module: want an error")
+		}
+	})
+}
