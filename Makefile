@@ -16,10 +16,11 @@ FUNCTIONS := \
 
 fn_dir = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
 
-.PHONY: build test test-short lint bench tidy-check $(addprefix build-,$(foreach f,$(FUNCTIONS),$(word 1,$(subst :, ,$(f)))))
+.PHONY: build test lint bench tidy-check FORCE
+FORCE:
 
 # sam build (BuildMethod: makefile) runs `make build-<LogicalId> ARTIFACTS_DIR=...`.
-build-%:
+build-%: FORCE
 	@test -n "$(call fn_dir,$*)" || { echo "unknown function $*"; exit 2; }
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_ARCH) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$(call fn_dir,$*)
 

@@ -1,0 +1,96 @@
+package dynamo_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gpuaas/app-artifacts/shared/artifact"
+	"github.com/gpuaas/app-artifacts/shared/dynamo"
+	"github.com/gpuaas/app-artifacts/shared/internal/ddbtest"
+	"github.com/gpuaas/app-artifacts/shared/lifecycle"
+)
+
+func caller(cid string) *lifecycle.Request {
+	return &lifecycle.Request{
+		Caller: lifecycle.Caller{
+			Principal: artifact.Principal{PrincipalID: "dev-1", PrincipalType: artifact.PrincipalUser}, OrgID: "org-a",
+			Perms:         map[artifact.Permission]bool{artifact.PermRead: true, artifact.PermPublish: true, artifact.PermPromote: true, artifact.PermDeprecate: true},
+			CorrelationID: cid,
+		},
+		ProjectID: "proj-a", IdemKey: "key-" + cid, Fingerprint: "fp-" + cid,
+	}
+}
+
+func strp(s string) *string { return &s }
+
+func TestAuditAccessPatterns(t *testing.T) {
+	srv := ddbtest.Start(t)
+	table := srv.NewTable(t)
+	store := dynamo.New(srv.Client(), table)
+	n := 0
+	svc := &lifecycle.Service{Store: store, RegistryHost: "reg.example", Now: time.Now,
+		NewID: func(p string) string { n++; return fmt.Sprintf("%s_%04d", p, n) }}
+	ctx := context.Background()
+	var ids []string
+	for i := range 2 {
+		res, err := svc.Register(ctx, caller(fmt.Sprint("reg-", i)), &lifecycle.RegisterInput{
+			AppSlug: strp("app"), AppVersion: strp(fmt.Sprint("v", i)), Repository: strp("reg.example/gpuaas/org-a/proj-a/app"),
+			Digest: strp(fmt.Sprintf("sha256:%064d", i)), DigestAlgorithm: strp("sha256"), Kind: strp("container_image"),
+			SourceType: strp("platform_push"), MediaType: strp("application/vnd.oci.image.manifest.v1+json"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ArtifactID)
+	}
+	if _, err := svc.Transition(ctx, caller("promote-0"), ids[0], artifact.Command{Action: artifact.ActionPromote, Channel: "dev"}); err != nil {
+		t.Fatal(err)
+	}
+	actions := func(evs []*lifecycle.AuditEvent) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Action+"@"+e.CorrelationID)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		q    dynamo.AuditQuery
+		want []string
+	}{
+		{"by artifact", dynamo.AuditQuery{ArtifactID: ids[0]}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0"}},
+		{"by correlation id", dynamo.AuditQuery{CorrelationID: "reg-1"}, []string{"app_artifact.register@reg-1"}},
+		{"whole project", dynamo.AuditQuery{}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0", "app_artifact.register@reg-1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			evs, err := store.AuditEvents(ctx, "proj-a", c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(c.want, actions(evs)); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	evs, _ := store.AuditEvents(ctx, "proj-a", dynamo.AuditQuery{CorrelationID: "promote-0"})
+	want := &lifecycle.AuditEvent{
+		AuditID: evs[0].AuditID, Action: "app_artifact.promote", OrgID: "org-a", ProjectID: "proj-a", ArtifactID: &ids[0],
+		Actor: artifact.Principal{PrincipalID: "dev-1", PrincipalType: "user"}, CorrelationID: "promote-0", IdempotencyKey: "key-promote-0",
+		Before:  &artifact.Snapshot{Lifecycle: "published", Trust: "unverified", Channels: []string{}},
+		After:   &artifact.Snapshot{Lifecycle: "promoted", Trust: "unverified", Channels: []string{"dev"}},
+		Details: map[string]any{"channel": "dev"}, OccurredAt: evs[0].OccurredAt,
+	}
+	if diff := cmp.Diff(want, evs[0]); diff != "" {
+		t.Fatalf("audit row (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(evs[0].AuditID, "aud_") {
+		t.Fatalf("audit id %q", evs[0].AuditID)
+	}
+}
