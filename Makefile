@@ -16,7 +16,10 @@ FUNCTIONS := \
 
 fn_dir = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
 
-.PHONY: build test lint bench tidy-check FORCE
+RIE_VERSION   := v0.0.0-20261030222936-bef5c4ba774d
+RIE           := $(CURDIR)/bin/aws-lambda-rie
+
+.PHONY: build test lint bench tidy-check run invoke FORCE
 FORCE:
 
 # sam build (BuildMethod: makefile) runs `make build-<LogicalId> ARTIFACTS_DIR=...`.
@@ -28,7 +31,22 @@ build-%: FORCE
 build:
 	@for f in $(FUNCTIONS); do id=$${f%%:*}; $(MAKE) --no-print-directory build-$$id ARTIFACTS_DIR=$(CURDIR)/bin/$$id || exit 1; done
 
-test:
+# The local cloud on 127.0.0.1 (API :3000, DynamoDB :8000) until Ctrl-C.
+run:
+	@mkdir -p bin && $(GO) build -o bin/local ./infra/local
+	exec bin/local run
+
+# make invoke FN=<LogicalId> EVENT=events/<file>.json: the function's real
+# bootstrap under the Lambda Runtime Interface Emulator (like sam local invoke).
+invoke: $(RIE)
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
+	$(GO) run ./infra/local invoke --fn $(FN) --event $(EVENT)
+
+# The emulator, pinned, in a project-local bin/ (git-ignored).
+$(RIE):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+test: $(RIE)
 	$(GO) test -race -count=1 ./...
 
 lint: tidy-check

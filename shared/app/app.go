@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ type Config struct {
 	RegistryHost string // REGISTRY_HOST
 	CursorSecret string // CURSOR_SECRET, at least 32 bytes
 	Stage        string // STAGE
+	// DynamoDBEndpoint (AWS_ENDPOINT_URL_DYNAMODB, the SDK's own variable)
+	// points the client elsewhere than AWS; unset on AWS.
+	DynamoDBEndpoint string
 }
 
 // ConfigFromEnv reads Config with lookup (os.Getenv in production).
@@ -33,6 +37,7 @@ func ConfigFromEnv(lookup func(string) string) (*Config, error) {
 	c := &Config{
 		TableName: lookup("TABLE_NAME"), RegistryHost: lookup("REGISTRY_HOST"),
 		CursorSecret: lookup("CURSOR_SECRET"), Stage: lookup("STAGE"),
+		DynamoDBEndpoint: lookup("AWS_ENDPOINT_URL_DYNAMODB"),
 	}
 	var missing []string
 	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost, "CURSOR_SECRET": c.CursorSecret} {
@@ -67,18 +72,23 @@ func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
 	}, nil
 }
 
-// NewHandler builds the handler of the named route from cfg and aws config.
-func NewHandler(routeName string, cfg *Config, awsCfg aws.Config) (*httpapi.Handler, error) {
+// NewHandler builds the handler of the named route from cfg and aws config;
+// its request lines go to logw (stdout on Lambda, which ships them to CloudWatch).
+func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer) (*httpapi.Handler, error) {
 	rt, ok := httpapi.RouteByName(routeName)
 	if !ok {
 		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
 	}
-	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions))
+	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
+		if cfg.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
+		}
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("app.NewHandler: %w", err)
 	}
 	return &httpapi.Handler{
-		Route: rt, Service: svc, Logger: obs.NewLogger(os.Stdout, routeName),
+		Route: rt, Service: svc, Logger: obs.NewLogger(logw, routeName),
 		NewCorrelationID: func() string { return NewID("cid") }, Now: time.Now,
 	}, nil
 }
@@ -94,7 +104,7 @@ func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error
 	if err != nil {
 		return nil, fmt.Errorf("app.HTTPHandler: %w", err)
 	}
-	return NewHandler(routeName, cfg, awsCfg)
+	return NewHandler(routeName, cfg, awsCfg, os.Stdout)
 }
 
 // MustHTTPHandler is HTTPHandler for main: a function that cannot be

@@ -126,6 +126,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		resp.StatusCode = StatusOf(e)
 		resp.Body = string(ErrorBody(e, cid))
 		line.ErrorCode = string(e.Code)
+		line.ErrorReason = e.Reason()
 		if e.Code == artifact.CodeServiceUnavailable {
 			resp.Headers["Retry-After"] = "1"
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/internal/contracttest"
 	"github.com/gpuaas/app-artifacts/shared/internal/ddbtest"
 	"github.com/gpuaas/app-artifacts/shared/obs"
+	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
 
 const (
@@ -164,9 +166,20 @@ func (r resp) reason() string {
 
 func (r resp) str(k string) string { s, _ := r.json[k].(string); return s }
 
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := samtemplate.FindRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// loadFixture reads the route's sample event from events/, the same file
+// `make invoke` and `sam local invoke` use.
 func loadFixture(t testing.TB, route string) events.APIGatewayV2HTTPRequest {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + route + ".json")
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "events", route+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

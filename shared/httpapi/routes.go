@@ -111,3 +111,13 @@ func RouteByName(name string) (*Route, bool) {
 	}
 	return nil, false
 }
+
+// RouteByLogicalID finds a route by its function's logical id in template.yaml.
+func RouteByLogicalID(id string) (*Route, bool) {
+	for _, r := range Routes {
+		if r.LogicalID == id {
+			return r, true
+		}
+	}
+	return nil, false
+}

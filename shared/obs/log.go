@@ -33,6 +33,7 @@ type RequestLine struct {
 	Path          string
 	Status        int
 	ErrorCode     string
+	ErrorReason   string
 	ProjectID     string
 	ArtifactID    string
 	PrincipalID   string
@@ -56,7 +57,7 @@ func (l RequestLine) Log(ctx context.Context, logger *slog.Logger, msg string, i
 	attrs := []any{
 		"correlation_id", l.CorrelationID, "trace_id", l.TraceID, "request_id", l.RequestID,
 		"method", l.Method, "route", l.Route, "path", l.Path, "status", l.Status, "status_class", statusClass,
-		"error_code", l.ErrorCode, "project_id", l.ProjectID, "artifact_id", l.ArtifactID,
+		"error_code", l.ErrorCode, "error_reason", l.ErrorReason, "project_id", l.ProjectID, "artifact_id", l.ArtifactID,
 		"principal_id", l.PrincipalID, "latency_ms", ms, "dynamodb_calls", l.DynamoDBCalls,
 		"idempotent_replayed", l.Replayed,
 		"_aws", map[string]any{
