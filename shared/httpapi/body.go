@@ -16,6 +16,9 @@ import (
 // MaxBody is the largest request body accepted.
 const MaxBody = 64 << 10
 
+// maxDepth bounds JSON nesting; no request body needs more than a few levels.
+const maxDepth = 16
+
 func tooLarge() error {
 	e := artifact.Invalid("body_too_large", "", "request body exceeds 64 KiB")
 	e.Status = http.StatusRequestEntityTooLarge
@@ -43,23 +46,23 @@ func rawBody(body string, b64 bool) ([]byte, error) {
 	return b, nil
 }
 
-// jsonFields lists the exact JSON names of a struct's fields.
-func jsonFields(v any) map[string]bool {
-	t := reflect.TypeOf(v).Elem()
-	out := map[string]bool{}
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		out[name] = true
+// jsonName is a struct field's JSON name ("" for fields JSON ignores).
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" || !f.IsExported() {
+		return ""
 	}
-	return out
+	if name == "" {
+		return f.Name
+	}
+	return name
 }
 
-// decodeStrict fills dst (a pointer to a struct of *string fields) from a
-// JSON object, refusing anything a lenient decoder would let through: other
-// top-level values, unknown, duplicate or case-variant names, non-string
-// values, and data after the object.
+// decodeStrict fills dst (a pointer to the route's input struct) from one
+// JSON object, refusing what a lenient decoder lets through: names that are
+// unknown, duplicated or differ only in case (Go matches them anyway), nesting
+// beyond maxDepth, values of the wrong type, and data after the object.
 func decodeStrict(body []byte, dst any) error {
-	known := jsonFields(dst)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -69,40 +72,101 @@ func decodeStrict(body []byte, dst any) error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return artifact.Invalid("malformed_json", "", "request body must be a JSON object")
 	}
-	values := map[string]*string{}
+	if err := checkObject(dec, reflect.TypeOf(dst).Elem(), "", 1); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return artifact.Invalid("trailing_data", "", "request body has data after the JSON object")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(dst); err != nil {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+			return artifact.Invalid(artifact.ReasonInvalidField, te.Field, "field "+quoteField(te.Field)+" has the wrong type")
+		}
+		return malformed()
+	}
+	return nil
+}
+
+// checkObject walks an object whose '{' was read, against struct type t.
+func checkObject(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	if depth > maxDepth {
+		return artifact.Invalid("malformed_json", "", "request body is nested too deeply")
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	fields := map[string]reflect.Type{}
+	if t.Kind() == reflect.Struct {
+		for i := range t.NumField() {
+			if n := jsonName(t.Field(i)); n != "" {
+				fields[n] = t.Field(i).Type
+			}
+		}
+	}
+	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return malformed()
 		}
 		name, _ := tok.(string)
-		if !known[name] {
-			return artifact.Invalid("unknown_field", name, "unknown field "+quoteField(name)+"; lifecycle_state, trust_state, ids and other server-owned fields cannot be set")
+		field := name
+		if path != "" {
+			field = path + "." + name
 		}
-		if _, dup := values[name]; dup {
-			return artifact.Invalid("duplicate_field", name, "field "+quoteField(name)+" appears more than once")
+		ft, known := fields[name]
+		if t.Kind() == reflect.Map {
+			ft, known = t.Elem(), true
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return malformed()
+		if !known {
+			return artifact.Invalid("unknown_field", field, "unknown field "+quoteField(field)+"; lifecycle_state, trust_state, ids and other server-owned fields cannot be set")
 		}
-		var s *string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return artifact.Invalid(artifact.ReasonInvalidField, name, "field "+quoteField(name)+" must be a string")
+		if seen[name] {
+			return artifact.Invalid("duplicate_field", field, "field "+quoteField(field)+" appears more than once")
 		}
-		values[name] = s
+		seen[name] = true
+		if err := checkValue(dec, ft, field, depth); err != nil {
+			return err
+		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
 		return malformed()
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return artifact.Invalid("trailing_data", "", "request body has data after the JSON object")
+	return nil
+}
+
+// checkValue walks one value; objects and arrays are checked against t.
+func checkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return malformed()
 	}
-	rv := reflect.ValueOf(dst).Elem()
-	for i := range rv.NumField() {
-		name, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ",")
-		if s := values[name]; s != nil {
-			rv.Field(i).Set(reflect.ValueOf(s))
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil // a scalar: its type is checked when decoding
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch d {
+	case '{':
+		if t.Kind() != reflect.Struct && t.Kind() != reflect.Map {
+			return artifact.Invalid(artifact.ReasonInvalidField, path, "field "+quoteField(path)+" has the wrong type")
+		}
+		return checkObject(dec, t, path, depth+1)
+	case '[':
+		if t.Kind() != reflect.Slice || depth+1 > maxDepth {
+			return artifact.Invalid(artifact.ReasonInvalidField, path, "field "+quoteField(path)+" has the wrong type")
+		}
+		for dec.More() {
+			if err := checkValue(dec, t.Elem(), path, depth+1); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return malformed()
 		}
 	}
 	return nil
