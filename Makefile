@@ -12,7 +12,11 @@ FUNCTIONS := \
 	RegisterArtifactFunction:register-artifact \
 	PromoteArtifactFunction:promote-artifact \
 	DeprecateArtifactFunction:deprecate-artifact \
-	RetireArtifactFunction:retire-artifact
+	RetireArtifactFunction:retire-artifact \
+	RevokeArtifactFunction:revoke-artifact \
+	VerifyArtifactFunction:verify-artifact \
+	GetArtifactPolicyFunction:get-artifact-policy \
+	PutArtifactPolicyFunction:put-artifact-policy
 
 fn_dir = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
 

@@ -27,6 +27,8 @@ const (
 	partIntent
 	partArtifact
 	partNewIntent
+	partSourceBlock
+	partPolicy
 	partAudit
 )
 
@@ -45,6 +47,11 @@ func (x *txn) update(p part, k av, upd expression.UpdateBuilder, cond expression
 	e, err := expression.NewBuilder().WithUpdate(upd).WithCondition(cond).Build()
 	if err != nil {
 		return err
+	}
+	for _, v := range e.Values() {
+		if m, ok := v.(*types.AttributeValueMemberM); ok {
+			pruneEmpty(m.Value)
+		}
 	}
 	x.add(p, types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(x.table), Key: k, UpdateExpression: e.Update(), ConditionExpression: e.Condition(),
@@ -68,6 +75,57 @@ func (x *txn) put(p part, item any, cond expression.ConditionBuilder) error {
 		TableName: aws.String(x.table), Item: m, ConditionExpression: e.Condition(),
 		ExpressionAttributeNames: e.Names(), ExpressionAttributeValues: e.Values(),
 	}})
+	return nil
+}
+
+func (x *txn) check(p part, k av, cond expression.ConditionBuilder) error {
+	e, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		return err
+	}
+	x.add(p, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+		TableName: aws.String(x.table), Key: k, ConditionExpression: e.Condition(),
+		ExpressionAttributeNames: e.Names(), ExpressionAttributeValues: e.Values(),
+	}})
+	return nil
+}
+
+// policy replaces the project's policy if its revision is still the one
+// read, claiming the project if unowned, and keeps one block item per
+// refused source type for registration to check.
+func (x *txn) policy(pu *lifecycle.PolicyUpdate) error {
+	u := expression.UpdateBuilder{}
+	set(&u, "entity", entityProject)
+	set(&u, "project_id", pu.ProjectID)
+	set(&u, "channel_index", "|")
+	u = u.Set(expression.Name("org_id"), expression.IfNotExists(expression.Name("org_id"), expression.Value(pu.OrgID)))
+	u = u.Set(expression.Name("created_at"), expression.IfNotExists(expression.Name("created_at"), expression.Value(pu.UpdatedAt.UTC())))
+	set(&u, "policy", pu.Policy)
+	set(&u, "policy_revision", pu.Revision)
+	set(&u, "policy_updated_at", pu.UpdatedAt.UTC())
+	set(&u, "policy_updated_by", pu.UpdatedBy)
+	cond := expression.AttributeNotExists(expression.Name("org_id")).And(expression.AttributeNotExists(expression.Name("policy_revision")))
+	if pu.ExpectRevision > 0 {
+		cond = expression.Name("org_id").Equal(expression.Value(pu.OrgID)).
+			And(expression.Name("policy_revision").Equal(expression.Value(pu.ExpectRevision)))
+	} else {
+		cond = cond.Or(expression.Name("org_id").Equal(expression.Value(pu.OrgID)).And(expression.AttributeNotExists(expression.Name("policy_revision"))))
+	}
+	if err := x.update(partPolicy, keyOf(projectPK(pu.ProjectID), skProject), u, cond); err != nil {
+		return err
+	}
+	for _, st := range []artifact.SourceType{artifact.SourcePlatformPush, artifact.SourcePullThroughCache} {
+		k := keyOf(sourceBlockPK(pu.ProjectID, st), skGuard)
+		if pu.Policy.AllowsSource(st) {
+			x.add(partSourceBlock, types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(x.table), Key: k}})
+			continue
+		}
+		item := map[string]types.AttributeValue{
+			attrPK: k[attrPK], attrSK: k[attrSK], "entity": &types.AttributeValueMemberS{Value: entityGuard},
+			"source_type": &types.AttributeValueMemberS{Value: string(st)},
+		}
+		x.add(partSourceBlock, types.TransactWriteItem{Put: &types.Put{TableName: aws.String(x.table), Item: item}})
+	}
 	return nil
 }
 
@@ -138,6 +196,9 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 		if err := x.put(partNewArtifact, toArtifactItem(a), notExists()); err != nil {
 			return nil, err
 		}
+		if err := x.check(partSourceBlock, keyOf(sourceBlockPK(a.ProjectID, a.SourceType), skGuard), notExists()); err != nil {
+			return nil, err
+		}
 		if id := m.FulfilIntent; id != nil {
 			u := expression.UpdateBuilder{}
 			set(&u, "status", artifact.IntentFulfilled)
@@ -162,18 +223,18 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 		}
 	}
 	if a := m.CheckArtifact; a != nil {
-		e, err := expression.NewBuilder().WithCondition(revision).Build()
-		if err != nil {
+		if err := x.check(partArtifact, keyOf(projectPK(a.ProjectID), artifactSK(a.ArtifactID)), revision); err != nil {
 			return nil, err
 		}
-		x.add(partArtifact, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
-			TableName: aws.String(t.name), Key: keyOf(projectPK(a.ProjectID), artifactSK(a.ArtifactID)),
-			ConditionExpression: e.Condition(), ExpressionAttributeNames: e.Names(), ExpressionAttributeValues: e.Values(),
-		}})
 	}
 
 	if p := m.NewIntent; p != nil {
 		if err := x.put(partNewIntent, toIntentItem(p), notExists()); err != nil {
+			return nil, err
+		}
+	}
+	if pu := m.UpdatePolicy; pu != nil {
+		if err := x.policy(pu); err != nil {
 			return nil, err
 		}
 	}
@@ -261,6 +322,17 @@ func conditionFailed(p part, m *lifecycle.Mutation, old av) error {
 		}
 		return &lifecycle.IntentError{Intent: it.intent()}
 	case partArtifact:
+		return lifecycle.ErrRevisionChanged
+	case partSourceBlock:
+		return lifecycle.ErrSourceNotAllowed
+	case partPolicy:
+		var p struct {
+			OrgID string `dynamodbav:"org_id"`
+		}
+		_ = attributevalue.UnmarshalMap(old, &p)
+		if p.OrgID != "" && p.OrgID != m.UpdatePolicy.OrgID {
+			return lifecycle.ErrOrgMismatch
+		}
 		return lifecycle.ErrRevisionChanged
 	}
 	return artifact.Internal(fmt.Errorf("dynamo.Commit: unexpected condition failure on part %d", p))

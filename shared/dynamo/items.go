@@ -18,6 +18,7 @@ import (
 //	guard     APPVER#<project>#<slug>#<version>    GUARD
 //	idem      IDEMP#<project>#<sha256(principal,key)>  IDEMP
 //	intent    INTENT#<project>                     <intent_id>
+//	guard     SOURCEBLOCK#<project>#<source_type>  GUARD     (exists while policy refuses it)
 //	audit     AUDIT#<project>                      <audit_id>
 const (
 	attrPK        = "PK"
@@ -134,10 +135,39 @@ func (it *artifactItem) artifact() *artifact.Artifact {
 
 type projectItem struct {
 	key
-	Entity    string           `dynamodbav:"entity"`
-	ProjectID string           `dynamodbav:"project_id"`
-	OrgID     string           `dynamodbav:"org_id"`
-	Policy    *artifact.Policy `dynamodbav:"policy,omitempty"`
+	Entity          string              `dynamodbav:"entity"`
+	ProjectID       string              `dynamodbav:"project_id"`
+	OrgID           string              `dynamodbav:"org_id"`
+	Policy          *artifact.Policy    `dynamodbav:"policy,omitempty"`
+	PolicyRevision  int64               `dynamodbav:"policy_revision"`
+	PolicyUpdatedAt *time.Time          `dynamodbav:"policy_updated_at,omitempty"`
+	PolicyUpdatedBy *artifact.Principal `dynamodbav:"policy_updated_by,omitempty"`
+}
+
+// sourceBlockPK names the item that exists while a project's policy refuses
+// a source type; registration checks its absence in its transaction.
+func sourceBlockPK(projectID string, s artifact.SourceType) string {
+	return "SOURCEBLOCK#" + projectID + "#" + string(s)
+}
+
+// normalizePolicy restores the empty lists storage leaves out.
+func normalizePolicy(p *artifact.Policy) *artifact.Policy {
+	if p == nil {
+		return nil
+	}
+	if p.TrustedKeys == nil {
+		p.TrustedKeys = []artifact.TrustedKey{}
+	}
+	if p.PullThroughPrefixes == nil {
+		p.PullThroughPrefixes = []string{}
+	}
+	if p.AllowedSourceTypes == nil {
+		p.AllowedSourceTypes = []artifact.SourceType{}
+	}
+	if p.Channels == nil {
+		p.Channels = []artifact.Channel{}
+	}
+	return p
 }
 
 type idemItem struct {

@@ -85,7 +85,8 @@ func decodeProject(item av) (*lifecycle.Project, error) {
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return nil, artifact.Internal(fmt.Errorf("dynamo.decodeProject: %w", err))
 	}
-	return &lifecycle.Project{ProjectID: it.ProjectID, OrgID: it.OrgID, Policy: it.Policy}, nil
+	return &lifecycle.Project{ProjectID: it.ProjectID, OrgID: it.OrgID, Policy: normalizePolicy(it.Policy),
+		PolicyRevision: it.PolicyRevision, PolicyUpdatedAt: it.PolicyUpdatedAt, PolicyUpdatedBy: it.PolicyUpdatedBy}, nil
 }
 
 func decodeIdem(item av) (*lifecycle.IdemRecord, error) {
@@ -136,6 +137,24 @@ func (t *Table) LoadForMutation(ctx context.Context, projectID, artifactID strin
 		return nil, err
 	}
 	return v, nil
+}
+
+// LoadProject implements lifecycle.Store.
+func (t *Table) LoadProject(ctx context.Context, projectID string, idem *lifecycle.IdemScope) (*lifecycle.Project, *lifecycle.IdemRecord, error) {
+	keys := []av{keyOf(projectPK(projectID), skProject)}
+	if idem != nil {
+		keys = append(keys, keyOf(idemPK(*idem), skIdem))
+	}
+	got, err := t.batchGet(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := decodeProject(got[projectPK(projectID)+"|"+skProject])
+	if err != nil || idem == nil {
+		return p, nil, err
+	}
+	rec, err := decodeIdem(got[idemPK(*idem)+"|"+skIdem])
+	return p, rec, err
 }
 
 // ListArtifacts implements lifecycle.Store: one Query over the project's

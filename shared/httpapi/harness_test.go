@@ -360,3 +360,10 @@ func (m *mainTB) cleanup() {
 		m.cleanups[i]()
 	}
 }
+
+// defaultPolicyBody is the default policy as a PUT body.
+const defaultPolicyBody = `{"channels":[` +
+	`{"name":"dev","protected":false,"required_trust":["unverified","verified"],"signature_required":false},` +
+	`{"name":"staging","protected":false,"required_trust":["unverified","verified"],"signature_required":false},` +
+	`{"name":"production","protected":true,"required_trust":["verified"],"signature_required":false}],` +
+	`"signature_required":false,"trusted_keys":[],"allowed_source_types":["platform_push","pull_through_cache"],"pull_through_prefixes":[]}`

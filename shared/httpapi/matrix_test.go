@@ -43,7 +43,8 @@ func TestCrossProjectMatrix(t *testing.T) {
 	foreignArtifact := e.register(projectB) // same org, another project
 	e.register(projectA)                    // projectA belongs to orgA from its first write
 	success := map[string]int{"list-artifacts": 200, "get-artifact": 200, "create-publish-intent": 201,
-		"register-artifact": 201, "promote-artifact": 200, "deprecate-artifact": 200, "retire-artifact": 200}
+		"register-artifact": 201, "promote-artifact": 200, "deprecate-artifact": 200, "retire-artifact": 200,
+		"revoke-artifact": 200, "verify-artifact": 202, "get-artifact-policy": 200, "put-artifact-policy": 200}
 	n := 0
 	var notFoundBodies = map[string]string{}
 	for _, rt := range httpapi.Routes {
@@ -59,6 +60,9 @@ func TestCrossProjectMatrix(t *testing.T) {
 					switch target {
 					case "own":
 						id = e.register(projectA)
+						if rt.Name == "verify-artifact" {
+							e.setTrust(projectA, id, "failed_verification")
+						}
 						if rt.Name == "retire-artifact" {
 							if r := e.do(req{route: "deprecate-artifact", as: admin(projectA), artifact: id, noBody: true}); r.status != 200 {
 								t.Fatalf("setup deprecate: %d %s", r.status, r.body)
@@ -72,6 +76,8 @@ func TestCrossProjectMatrix(t *testing.T) {
 					body := map[string]string{
 						"create-publish-intent": `{"app_slug":"matrix-app","app_version":"` + fmt.Sprint(n) + `","artifact_kind":"container_image","source_type":"platform_push"}`,
 						"promote-artifact":      `{"channel":"dev"}`,
+						"revoke-artifact":       `{"reason":"matrix"}`,
+						"put-artifact-policy":   defaultPolicyBody,
 					}[rt.Name]
 					if rt.Name == "register-artifact" {
 						// A caller names its own org's namespace, as a client of that org would.

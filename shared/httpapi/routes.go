@@ -100,6 +100,30 @@ var Routes = []*Route{
 		Perm: artifact.PermRetire, newInput: func() any { return new(lifecycle.ReasonInput) }, bodyOptional: true,
 		run: transition(artifact.ActionRetire),
 	},
+	{
+		Name: "revoke-artifact", LogicalID: "RevokeArtifactFunction", Method: "POST", Path: BasePath + "/app-artifacts/{artifact_id}/revoke",
+		Perm: artifact.PermTrust, newInput: func() any { return new(lifecycle.ReasonInput) },
+		run: transition(artifact.ActionRevoke),
+	},
+	{
+		Name: "verify-artifact", LogicalID: "VerifyArtifactFunction", Method: "POST", Path: BasePath + "/app-artifacts/{artifact_id}/verify",
+		Perm: artifact.PermTrust, newInput: func() any { return new(lifecycle.ReasonInput) }, bodyOptional: true,
+		run: transition(artifact.ActionRequestVerify),
+	},
+	{
+		Name: "get-artifact-policy", LogicalID: "GetArtifactPolicyFunction", Method: "GET", Path: BasePath + "/app-artifact-policy",
+		Perm: artifact.PermAudit,
+		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, _ map[string]string, _ any) (*lifecycle.Result, error) {
+			return s.GetPolicy(ctx, r)
+		},
+	},
+	{
+		Name: "put-artifact-policy", LogicalID: "PutArtifactPolicyFunction", Method: "PUT", Path: BasePath + "/app-artifact-policy",
+		Perm: artifact.PermTrust, newInput: func() any { return new(lifecycle.PolicyInput) },
+		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, _ map[string]string, in any) (*lifecycle.Result, error) {
+			return s.PutPolicy(ctx, r, in.(*lifecycle.PolicyInput))
+		},
+	},
 }
 
 // RouteByName finds a route by its function name.

@@ -264,7 +264,11 @@ func (s *Service) Transition(ctx context.Context, r *Request, artifactID string,
 		if err != nil {
 			return nil, err
 		}
-		m := &Mutation{Idem: s.record(r, now, http.StatusOK, body, artifactID), Now: now, ExpectRevision: v.Artifact.Revision}
+		status := http.StatusOK
+		if cmd.Action == artifact.ActionRequestVerify {
+			status = http.StatusAccepted // verification runs asynchronously
+		}
+		m := &Mutation{Idem: s.record(r, now, status, body, artifactID), Now: now, ExpectRevision: v.Artifact.Revision}
 		if changed {
 			m.UpdateArtifact = next
 			details := map[string]any{}

@@ -11,9 +11,24 @@ import (
 // Project is what the store knows about a project: the org of its first
 // writer and its artifact policy (nil means the default policy).
 type Project struct {
-	ProjectID string
-	OrgID     string
-	Policy    *artifact.Policy
+	ProjectID       string
+	OrgID           string
+	Policy          *artifact.Policy
+	PolicyRevision  int64
+	PolicyUpdatedAt *time.Time
+	PolicyUpdatedBy *artifact.Principal
+}
+
+// PolicyUpdate replaces a project's policy if its revision is still
+// ExpectRevision, claiming the project for OrgID if nobody owns it yet.
+type PolicyUpdate struct {
+	OrgID          string
+	ProjectID      string
+	Policy         *artifact.Policy
+	ExpectRevision int64
+	Revision       int64
+	UpdatedAt      time.Time
+	UpdatedBy      artifact.Principal
 }
 
 // IdemScope names an idempotency record: (project, principal, key).
@@ -80,7 +95,10 @@ type Mutation struct {
 	ExpectRevision int64
 
 	NewIntent *artifact.PublishIntent
-	Audit     *AuditEvent
+
+	UpdatePolicy *PolicyUpdate
+
+	Audit *AuditEvent
 }
 
 // Errors a Store's Commit returns for failed conditions. Everything else it
@@ -91,6 +109,8 @@ var (
 	ErrRevisionChanged = errors.New("lifecycle: artifact changed concurrently")
 	// ErrOrgMismatch: the project belongs to another org.
 	ErrOrgMismatch = errors.New("lifecycle: project belongs to another org")
+	// ErrSourceNotAllowed: the project's policy does not accept the source type.
+	ErrSourceNotAllowed = errors.New("lifecycle: source type not allowed by policy")
 )
 
 // IdemExistsError carries the record that won the key.
@@ -143,6 +163,9 @@ type Store interface {
 	// *DuplicateError, *IntentError, ErrOrgMismatch, ErrRevisionChanged,
 	// service_unavailable, internal_error.
 	Commit(ctx context.Context, m *Mutation) error
+	// LoadProject reads the project and, when idem is set, the idempotency
+	// record, in one consistent round trip.
+	LoadProject(ctx context.Context, projectID string, idem *IdemScope) (*Project, *IdemRecord, error)
 	// ListArtifacts reads one page in one round trip.
 	ListArtifacts(ctx context.Context, projectID string, q ListQuery) (*ListResult, error)
 }

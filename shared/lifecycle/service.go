@@ -180,6 +180,9 @@ func commitError(err error) error {
 	if errors.Is(err, ErrRevisionChanged) {
 		return concurrentUpdate()
 	}
+	if errors.Is(err, ErrSourceNotAllowed) {
+		return artifact.Invalid(artifact.ReasonSourceTypeNotAllowed, "source_type", "the project's policy does not allow this source_type")
+	}
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
 
@@ -57,31 +59,40 @@ func with(base map[string]string, extra map[string]string) map[string]string {
 	return out
 }
 
-// The routes of doc/CONTRACT-NOTES.md, sorted by path then method.
-var wantRoutes = []samtemplate.Route{
-	{LogicalID: "ListArtifactsFunction", Method: "GET", Path: "/api/v1/projects/{project_id}/app-artifacts"},
-	{LogicalID: "RegisterArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts"},
-	{LogicalID: "CreatePublishIntentFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/publish-intents"},
-	{LogicalID: "GetArtifactFunction", Method: "GET", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}"},
-	{LogicalID: "DeprecateArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/deprecate"},
-	{LogicalID: "PromoteArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/promote"},
-	{LogicalID: "RetireArtifactFunction", Method: "POST", Path: "/api/v1/projects/{project_id}/app-artifacts/{artifact_id}/retire"},
-}
+// wantRoutes is the code's route table (shared/httpapi.Routes), sorted by
+// path then method: the template must declare exactly these.
+var wantRoutes = func() []samtemplate.Route {
+	var out []samtemplate.Route
+	for _, r := range httpapi.Routes {
+		out = append(out, samtemplate.Route{LogicalID: r.LogicalID, Method: r.Method, Path: r.Path})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}()
 
 // Route names (functions/ directories) by logical id, and whether the route
 // only reads.
-var functions = map[string]struct {
+var functions = func() map[string]struct {
 	name     string
 	readOnly bool
-}{
-	"ListArtifactsFunction":       {"list-artifacts", true},
-	"GetArtifactFunction":         {"get-artifact", true},
-	"CreatePublishIntentFunction": {"create-publish-intent", false},
-	"RegisterArtifactFunction":    {"register-artifact", false},
-	"PromoteArtifactFunction":     {"promote-artifact", false},
-	"DeprecateArtifactFunction":   {"deprecate-artifact", false},
-	"RetireArtifactFunction":      {"retire-artifact", false},
-}
+} {
+	out := map[string]struct {
+		name     string
+		readOnly bool
+	}{}
+	for _, r := range httpapi.Routes {
+		out[r.LogicalID] = struct {
+			name     string
+			readOnly bool
+		}{r.Name, r.Method == "GET"}
+	}
+	return out
+}()
 
 func TestRoutes(t *testing.T) {
 	t.Parallel()
@@ -94,15 +105,11 @@ func TestRoutes(t *testing.T) {
 func TestFunctionIDs(t *testing.T) {
 	t.Parallel()
 	tpl := load(t, nil)
-	want := []string{
-		"CreatePublishIntentFunction",
-		"DeprecateArtifactFunction",
-		"GetArtifactFunction",
-		"ListArtifactsFunction",
-		"PromoteArtifactFunction",
-		"RegisterArtifactFunction",
-		"RetireArtifactFunction",
+	var want []string
+	for id := range functions {
+		want = append(want, id)
 	}
+	sort.Strings(want)
 	if diff := cmp.Diff(want, tpl.FunctionIDs()); diff != "" {
 		t.Errorf("FunctionIDs() mismatch (-want +got):\n%s", diff)
 	}
@@ -154,7 +161,9 @@ func TestFunction(t *testing.T) {
 func TestPolicyActions(t *testing.T) {
 	t.Parallel()
 	tpl := load(t, nil)
-	read := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
+	// Least privilege, function by function.
+	list := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
+	read := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem"}
 	write := []string{
 		"dynamodb:BatchGetItem",
 		"dynamodb:ConditionCheckItem",
@@ -162,12 +171,26 @@ func TestPolicyActions(t *testing.T) {
 		"dynamodb:PutItem",
 		"dynamodb:UpdateItem",
 	}
+	policyWrite := []string{
+		"dynamodb:BatchGetItem",
+		"dynamodb:ConditionCheckItem",
+		"dynamodb:DeleteItem",
+		"dynamodb:GetItem",
+		"dynamodb:PutItem",
+		"dynamodb:UpdateItem",
+	}
+	special := map[string][]string{
+		"ListArtifactsFunction":     list,
+		"GetArtifactFunction":       read,
+		"GetArtifactPolicyFunction": read,
+		"PutArtifactPolicyFunction": policyWrite,
+	}
 	for _, id := range tpl.FunctionIDs() {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
 			want := write
-			if functions[id].readOnly {
-				want = read
+			if sp, ok := special[id]; ok {
+				want = sp
 			}
 			got, err := tpl.PolicyActions(id)
 			if err != nil {

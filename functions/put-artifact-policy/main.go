@@ -1,0 +1,10 @@
+// Command put-artifact-policy is the Lambda function behind the put-artifact-policy route.
+package main
+
+import (
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/gpuaas/app-artifacts/shared/app"
+)
+
+func main() { lambda.Start(app.MustHTTPHandler("put-artifact-policy").Handle) }
