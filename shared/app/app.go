@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/oklog/ulid/v2"
 
@@ -30,6 +29,12 @@ type Config struct {
 	// DynamoDBEndpoint (AWS_ENDPOINT_URL_DYNAMODB, the SDK's own variable)
 	// points the client elsewhere than AWS; unset on AWS.
 	DynamoDBEndpoint string
+	// ECREndpoint and EventBridgeEndpoint: AWS_ENDPOINT_URL_ECR and
+	// AWS_ENDPOINT_URL_EVENTBRIDGE, likewise.
+	ECREndpoint         string
+	EventBridgeEndpoint string
+	// EventBusName (EVENT_BUS_NAME) is the bus the publisher puts events on.
+	EventBusName string
 }
 
 // ConfigFromEnv reads Config with lookup (os.Getenv in production).
@@ -37,7 +42,8 @@ func ConfigFromEnv(lookup func(string) string) (*Config, error) {
 	c := &Config{
 		TableName: lookup("TABLE_NAME"), RegistryHost: lookup("REGISTRY_HOST"),
 		CursorSecret: lookup("CURSOR_SECRET"), Stage: lookup("STAGE"),
-		DynamoDBEndpoint: lookup("AWS_ENDPOINT_URL_DYNAMODB"),
+		DynamoDBEndpoint: lookup("AWS_ENDPOINT_URL_DYNAMODB"), ECREndpoint: lookup("AWS_ENDPOINT_URL_ECR"),
+		EventBridgeEndpoint: lookup("AWS_ENDPOINT_URL_EVENTBRIDGE"), EventBusName: lookup("EVENT_BUS_NAME"),
 	}
 	var missing []string
 	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost, "CURSOR_SECRET": c.CursorSecret} {
@@ -96,13 +102,9 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 // HTTPHandler is what functions/<route>/main.go calls: the environment's
 // configuration, AWS clients (no network call), the route's handler.
 func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error) {
-	cfg, err := ConfigFromEnv(os.Getenv)
+	cfg, awsCfg, err := loadAWS(ctx)
 	if err != nil {
 		return nil, err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("app.HTTPHandler: %w", err)
 	}
 	return NewHandler(routeName, cfg, awsCfg, os.Stdout)
 }
@@ -111,9 +113,6 @@ func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error
 // configured logs why in one JSON line and exits, so Lambda reports an init error.
 func MustHTTPHandler(routeName string) *httpapi.Handler {
 	h, err := HTTPHandler(context.Background(), routeName)
-	if err != nil {
-		obs.NewLogger(os.Stdout, routeName).Error("init failed", "error", err.Error())
-		os.Exit(1)
-	}
+	exitOnInitError(routeName, err)
 	return h
 }

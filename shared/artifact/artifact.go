@@ -84,11 +84,14 @@ type Artifact struct {
 	Trust           TrustState     `json:"trust_state"`
 	TrustReason     *string        `json:"trust_reason"`
 	Channels        []string       `json:"channels"`
-	PublishIntentID *string        `json:"publish_intent_id"`
-	CreatedBy       Principal      `json:"created_by"`
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
-	Revision        int64          `json:"revision"`
+	// SignatureKeyID names the trusted key whose signature the verifier
+	// checked, or null; channels that require signatures need it.
+	SignatureKeyID  *string   `json:"signature_key_id"`
+	PublishIntentID *string   `json:"publish_intent_id"`
+	CreatedBy       Principal `json:"created_by"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	Revision        int64     `json:"revision"`
 }
 
 // Snapshot is the part of an artifact an audit row records before and after.
@@ -114,6 +117,10 @@ func (a *Artifact) Clone() *Artifact {
 	if a.PublishIntentID != nil {
 		p := *a.PublishIntentID
 		c.PublishIntentID = &p
+	}
+	if a.SignatureKeyID != nil {
+		k := *a.SignatureKeyID
+		c.SignatureKeyID = &k
 	}
 	return &c
 }

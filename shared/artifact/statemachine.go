@@ -11,21 +11,22 @@ type Action string
 // Actions. The first five are requested through the API; the verification
 // outcomes are set only by the verifier.
 const (
-	ActionPromote              Action = "promote"
-	ActionDeprecate            Action = "deprecate"
-	ActionRetire               Action = "retire"
-	ActionRevoke               Action = "revoke"
-	ActionRequestVerify        Action = "verify"
-	ActionVerificationPass     Action = "verification_passed"
-	ActionVerificationFail     Action = "verification_failed"
-	auditPrefix                       = "app_artifact."
-	TrustReasonRevoked                = "revoked"
-	ReasonTrustQuarantine             = "trust_quarantine"
-	ReasonLifecycleInvalid            = "lifecycle_transition_invalid"
-	ReasonTrustInvalid                = "trust_transition_invalid"
-	ReasonChannelRequiresTrust        = "channel_requires_verified_trust"
-	ReasonUnknownChannel              = "unknown_channel"
-	trustOwner                        = "platform artifact trust owners (trust_admin): request re-verification or revoke; do not work around a trust failure"
+	ActionPromote                  Action = "promote"
+	ActionDeprecate                Action = "deprecate"
+	ActionRetire                   Action = "retire"
+	ActionRevoke                   Action = "revoke"
+	ActionRequestVerify            Action = "verify"
+	ActionVerificationPass         Action = "verification_passed"
+	ActionVerificationFail         Action = "verification_failed"
+	auditPrefix                           = "app_artifact."
+	TrustReasonRevoked                    = "revoked"
+	ReasonTrustQuarantine                 = "trust_quarantine"
+	ReasonLifecycleInvalid                = "lifecycle_transition_invalid"
+	ReasonTrustInvalid                    = "trust_transition_invalid"
+	ReasonChannelRequiresTrust            = "channel_requires_verified_trust"
+	ReasonUnknownChannel                  = "unknown_channel"
+	ReasonChannelRequiresSignature        = "channel_requires_signature"
+	trustOwner                            = "platform artifact trust owners (trust_admin): request re-verification or revoke; do not work around a trust failure"
 )
 
 // Actions lists every action, for exhaustive tests.
@@ -50,6 +51,7 @@ type Command struct {
 	Action  Action
 	Channel string // promote
 	Reason  string // caller's free text (deprecate, retire, revoke) or verification reason code
+	KeyID   string // verification passed with a signature by this trusted key
 }
 
 // Quarantined reports whether trust forbids lifecycle moves.
@@ -87,6 +89,10 @@ func Apply(a *Artifact, cmd Command, policy *Policy, now time.Time) (next *Artif
 	case ActionVerificationPass:
 		n.Trust = Verified
 		n.TrustReason = nil
+		if cmd.KeyID != "" {
+			k := cmd.KeyID
+			n.SignatureKeyID = &k
+		}
 	case ActionVerificationFail:
 		n.Trust = FailedVerification
 		r := cmd.Reason
@@ -109,6 +115,11 @@ func check(a *Artifact, cmd Command, policy *Policy) error {
 		}
 		if a.Lifecycle != Published && a.Lifecycle != Promoted {
 			return stateInvalid(a, cmd.Action, ReasonLifecycleInvalid, "a "+string(a.Lifecycle)+" artifact cannot be promoted")
+		}
+		if ch.SignatureRequired && a.SignatureKeyID == nil {
+			e := stateInvalid(a, cmd.Action, ReasonChannelRequiresSignature, "channel "+ch.Name+" requires an artifact verified with a trusted signature")
+			e.Details["channel"] = ch.Name
+			return e
 		}
 		if !slices.Contains(ch.RequiredTrust, a.Trust) {
 			e := stateInvalid(a, cmd.Action, ReasonChannelRequiresTrust, "channel "+ch.Name+" requires a stronger trust state")

@@ -148,7 +148,18 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 	// the stored record (ALL_OLD) on every engine, so a duplicate replays
 	// without another read. Expiry is part of the condition; TTL deletion is
 	// only housekeeping.
-	r := m.Idem
+	if r := m.Idem; r != nil {
+		if err := x.idempotency(r, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.buildChanges(x, m, now); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+func (x *txn) idempotency(r *lifecycle.IdemRecord, now int64) error {
 	u := expression.UpdateBuilder{}
 	set(&u, "entity", entityIdem)
 	set(&u, "project_id", r.ProjectID)
@@ -162,9 +173,10 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 	set(&u, "expires_at", r.ExpiresAt.Unix())
 	set(&u, "ttl", r.ExpiresAt.Unix())
 	cond := notExists().Or(expression.Name("expires_at").LessThanEqual(expression.Value(now)))
-	if err := x.update(partIdem, keyOf(idemPK(r.IdemScope), skIdem), u, cond); err != nil {
-		return nil, err
-	}
+	return x.update(partIdem, keyOf(idemPK(r.IdemScope), skIdem), u, cond)
+}
+
+func (t *Table) buildChanges(x *txn, m *lifecycle.Mutation, now int64) error {
 
 	if p := m.ClaimProject; p != nil {
 		u := expression.UpdateBuilder{}
@@ -177,7 +189,7 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 		set(&u, "channel_index", "|")
 		cond := expression.AttributeNotExists(expression.Name("org_id")).Or(expression.Name("org_id").Equal(expression.Value(p.OrgID)))
 		if err := x.update(partProject, keyOf(projectPK(p.ProjectID), skProject), u, cond); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -190,14 +202,14 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 			set(&u, "entity", entityGuard)
 			set(&u, "artifact_id", a.ArtifactID)
 			if err := x.update(g.p, keyOf(g.pk, skGuard), u, notExists()); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if err := x.put(partNewArtifact, toArtifactItem(a), notExists()); err != nil {
-			return nil, err
+			return err
 		}
 		if err := x.check(partSourceBlock, keyOf(sourceBlockPK(a.ProjectID, a.SourceType), skGuard), notExists()); err != nil {
-			return nil, err
+			return err
 		}
 		if id := m.FulfilIntent; id != nil {
 			u := expression.UpdateBuilder{}
@@ -211,7 +223,7 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 					expression.Name("artifact_kind").Equal(expression.Value(a.Kind)),
 					expression.Name("source_type").Equal(expression.Value(a.SourceType)))
 			if err := x.update(partIntent, keyOf(intentPK(a.ProjectID), *id), u, cond); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
@@ -219,23 +231,23 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 	revision := expression.Name("revision").Equal(expression.Value(m.ExpectRevision))
 	if a := m.UpdateArtifact; a != nil {
 		if err := x.put(partArtifact, toArtifactItem(a), revision); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if a := m.CheckArtifact; a != nil {
 		if err := x.check(partArtifact, keyOf(projectPK(a.ProjectID), artifactSK(a.ArtifactID)), revision); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
 	if p := m.NewIntent; p != nil {
 		if err := x.put(partNewIntent, toIntentItem(p), notExists()); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if pu := m.UpdatePolicy; pu != nil {
 		if err := x.policy(pu); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if e := m.Audit; e != nil {
@@ -244,10 +256,10 @@ func (t *Table) build(m *lifecycle.Mutation) (*txn, error) {
 			after = m.UpdateArtifact
 		}
 		if err := x.put(partAudit, toAuditItem(e, after), notExists()); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return x, nil
+	return nil
 }
 
 // Commit implements lifecycle.Store.

@@ -95,6 +95,7 @@ type artifactItem struct {
 	// ChannelIndex is "|a|b|": a string every engine can filter with
 	// contains(), present even when the artifact is in no channel.
 	ChannelIndex    string             `dynamodbav:"channel_index,omitempty"`
+	SignatureKeyID  *string            `dynamodbav:"signature_key_id"`
 	PublishIntentID *string            `dynamodbav:"publish_intent_id"`
 	CreatedBy       artifact.Principal `dynamodbav:"created_by"`
 	CreatedAt       time.Time          `dynamodbav:"created_at"`
@@ -128,7 +129,7 @@ func (it *artifactItem) artifact() *artifact.Artifact {
 		ArtifactID: it.ArtifactID, OrgID: it.OrgID, ProjectID: it.ProjectID, AppSlug: it.AppSlug,
 		AppVersion: it.AppVersion, Repository: it.Repository, Digest: it.Digest, DigestAlgorithm: it.DigestAlgorithm,
 		Kind: it.Kind, SourceType: it.SourceType, MediaType: it.MediaType, Lifecycle: it.Lifecycle,
-		Trust: it.Trust, TrustReason: it.TrustReason, Channels: ch, PublishIntentID: it.PublishIntentID,
+		Trust: it.Trust, TrustReason: it.TrustReason, Channels: ch, PublishIntentID: it.PublishIntentID, SignatureKeyID: it.SignatureKeyID,
 		CreatedBy: it.CreatedBy, CreatedAt: it.CreatedAt.UTC(), UpdatedAt: it.UpdatedAt.UTC(), Revision: it.Revision,
 	}
 }

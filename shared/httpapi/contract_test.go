@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/internal/ddbtest"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
@@ -38,7 +39,7 @@ func TestRouteSetsAgree(t *testing.T) {
 	if diff := cmp.Diff(fromCode, fromDoc); diff != "" {
 		t.Errorf("OpenAPI vs route table (-code +doc):\n%s", diff)
 	}
-	// Every route has its function's main package, and nothing else does.
+	// Every function has its main package, and nothing else does.
 	root, err := samtemplate.FindRepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -53,11 +54,11 @@ func TestRouteSetsAgree(t *testing.T) {
 			dirs = append(dirs, e.Name())
 		}
 	}
-	for _, r := range httpapi.Routes {
-		names = append(names, r.Name)
+	for _, f := range app.Functions() {
+		names = append(names, f.Name)
 	}
 	sort.Strings(names)
 	if diff := cmp.Diff(names, dirs); diff != "" {
-		t.Errorf("functions/ vs route table (-routes +dirs):\n%s", diff)
+		t.Errorf("functions/ vs app.Functions (-functions +dirs):\n%s", diff)
 	}
 }

@@ -318,3 +318,44 @@ func (s *Service) Get(ctx context.Context, r *Request, artifactID string) (*Resu
 	}
 	return &Result{Status: http.StatusOK, Body: body, ArtifactID: a.ArtifactID}, nil
 }
+
+// Verifier is the principal the asynchronous verifier acts as.
+var Verifier = artifact.Principal{PrincipalID: "gpuaas-verifier", PrincipalType: artifact.PrincipalServiceAccount}
+
+// RecordVerdict sets the verifier's verdict on a, which was read unverified:
+// one transaction guarded by the revision read, with an app_artifact.verify
+// audit row. If the artifact moved meanwhile it is read again, and the
+// verdict applies only while it is still unverified, so duplicate or late
+// events give one verdict. It reports whether this call wrote one.
+func (s *Service) RecordVerdict(ctx context.Context, r *Request, a *artifact.Artifact, cmd artifact.Command) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		if a == nil || a.Trust != artifact.Unverified {
+			return false, nil
+		}
+		now := s.now()
+		next, _, err := artifact.Apply(a, cmd, nil, now)
+		if err != nil {
+			return false, err
+		}
+		details := map[string]any{"verdict": string(next.Trust)}
+		if cmd.Reason != "" {
+			details["reason"] = cmd.Reason
+		}
+		if cmd.KeyID != "" {
+			details["signature_key_id"] = cmd.KeyID
+		}
+		m := &Mutation{Now: now, UpdateArtifact: next, ExpectRevision: a.Revision,
+			Audit: s.audit(r, now, cmd.Action.AuditAction(), a.ArtifactID, a.Snapshot(), next.Snapshot(), details)}
+		err = s.Store.Commit(ctx, m)
+		if !errors.Is(err, ErrRevisionChanged) {
+			return err == nil, err
+		}
+		if attempt+1 >= s.maxAttempts() {
+			return false, err
+		}
+		s.sleep(ctx, attempt)
+		if a, _, err = s.Store.GetArtifact(ctx, a.ProjectID, a.ArtifactID); err != nil {
+			return false, err
+		}
+	}
+}

@@ -76,7 +76,9 @@ type MutationView struct {
 // Mutation is everything one privileged request writes, committed in one
 // transaction: the idempotency record first, then the change, then the audit row.
 type Mutation struct {
-	Idem IdemRecord
+	// Idem is the stored first response; nil for writers without a caller
+	// key (the verifier dedupes on the revision it read instead).
+	Idem *IdemRecord
 	Now  time.Time
 
 	// ClaimProject records OrgID as the project's org if it has none and

@@ -101,8 +101,8 @@ func (s *Service) scope(r *Request) IdemScope {
 	return IdemScope{ProjectID: r.ProjectID, PrincipalID: r.Principal.PrincipalID, Key: r.IdemKey}
 }
 
-func (s *Service) record(r *Request, now time.Time, status int, body []byte, artifactID string) IdemRecord {
-	return IdemRecord{IdemScope: s.scope(r), Fingerprint: r.Fingerprint, Status: status, Body: body,
+func (s *Service) record(r *Request, now time.Time, status int, body []byte, artifactID string) *IdemRecord {
+	return &IdemRecord{IdemScope: s.scope(r), Fingerprint: r.Fingerprint, Status: status, Body: body,
 		ArtifactID: artifactID, CreatedAt: now, ExpiresAt: now.Add(IdemTTL)}
 }
 

@@ -293,6 +293,54 @@ func (t *Template) functionEnv(logicalID string, refs map[string]string) (map[st
 	return env, nil
 }
 
+// FunctionEvent is one entry of a function's Events.
+type FunctionEvent struct {
+	Name       string
+	Type       string // HttpApi, DynamoDB, EventBridgeRule, ...
+	Properties map[string]any
+}
+
+// FunctionEvents returns a function's event sources, sorted by name, with
+// intrinsic functions resolved: parameters from Load, resources from refs,
+// and resources refs does not name as their logical id ("Id.Attr" for GetAtt).
+func (t *Template) FunctionEvents(logicalID string, refs map[string]string) ([]FunctionEvent, error) {
+	props, err := t.functionProperties(logicalID)
+	if err != nil {
+		return nil, fmt.Errorf("samtemplate: FunctionEvents: %w", err)
+	}
+	evs, _ := props["Events"].(map[string]any)
+	ev := &evaluator{t: t, refs: refs, lenient: true}
+	var out []FunctionEvent
+	for name, raw := range evs {
+		m, _ := raw.(map[string]any)
+		typ, _ := m["Type"].(string)
+		p, err := ev.eval(m["Properties"])
+		if err != nil {
+			return nil, fmt.Errorf("samtemplate: FunctionEvents %s.%s: %w", logicalID, name, err)
+		}
+		pm, _ := p.(map[string]any)
+		out = append(out, FunctionEvent{Name: name, Type: typ, Properties: pm})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ResourceProperties returns a resource's properties with intrinsic
+// functions resolved like FunctionEvents does.
+func (t *Template) ResourceProperties(logicalID string, refs map[string]string) (map[string]any, error) {
+	res := t.resource(logicalID)
+	if res == nil {
+		return nil, fmt.Errorf("samtemplate: no resource %q", logicalID)
+	}
+	ev := &evaluator{t: t, refs: refs, lenient: true}
+	p, err := ev.eval(res["Properties"])
+	if err != nil {
+		return nil, fmt.Errorf("samtemplate: ResourceProperties %s: %w", logicalID, err)
+	}
+	pm, _ := p.(map[string]any)
+	return pm, nil
+}
+
 // RouteAuthorizer returns the authorizer that guards a route: the event's own
 // Auth.Authorizer, else its API's Auth.DefaultAuthorizer. It returns nil when
 // the route is open (no authorizer, or "NONE"). Issuer and audience are
@@ -626,6 +674,9 @@ type evaluator struct {
 	t     *Template
 	refs  map[string]string
 	depth int
+	// lenient resolves a resource that refs does not name to its logical
+	// id (Ref) or "Id.Attr" (GetAtt), for callers that wire resources by name.
+	lenient bool
 }
 
 const maxDepth = 64
@@ -797,6 +848,9 @@ func (e *evaluator) ref(name string) (any, error) {
 		return v, nil
 	}
 	if e.t.resource(name) != nil {
+		if e.lenient {
+			return name, nil
+		}
 		return nil, fmt.Errorf("no value for Ref %s (pass it in refs)", name)
 	}
 	return nil, fmt.Errorf("Ref %s: no such parameter or resource", name)
@@ -808,6 +862,9 @@ func (e *evaluator) getAtt(res, attr string) (any, error) {
 	}
 	if e.t.resource(res) == nil {
 		return nil, fmt.Errorf("Fn::GetAtt %s.%s: no such resource", res, attr)
+	}
+	if e.lenient {
+		return res + "." + attr, nil
 	}
 	return nil, fmt.Errorf("no value for Fn::GetAtt %s.%s (pass refs[%q])", res, attr, res+"."+attr)
 }

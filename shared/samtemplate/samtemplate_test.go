@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
@@ -85,11 +86,11 @@ var functions = func() map[string]struct {
 		name     string
 		readOnly bool
 	}{}
-	for _, r := range httpapi.Routes {
-		out[r.LogicalID] = struct {
+	for _, f := range app.Functions() {
+		out[f.LogicalID] = struct {
 			name     string
 			readOnly bool
-		}{r.Name, r.Method == "GET"}
+		}{f.Name, false}
 	}
 	return out
 }()
@@ -106,14 +107,21 @@ func TestFunctionIDs(t *testing.T) {
 	t.Parallel()
 	tpl := load(t, nil)
 	var want []string
-	for id := range functions {
-		want = append(want, id)
+	for _, f := range app.Functions() {
+		if f.Trigger == "http" {
+			want = append(want, f.LogicalID)
+		}
 	}
 	sort.Strings(want)
-	if diff := cmp.Diff(want, tpl.FunctionIDs()); diff != "" {
+	var all []string
+	for id := range functions {
+		all = append(all, id)
+	}
+	sort.Strings(all)
+	if diff := cmp.Diff(all, tpl.FunctionIDs()); diff != "" {
 		t.Errorf("FunctionIDs() mismatch (-want +got):\n%s", diff)
 	}
-	// Every function serves exactly one route.
+	// Every HTTP function serves exactly one route.
 	var routed []string
 	for _, r := range tpl.Routes() {
 		routed = append(routed, r.LogicalID)
@@ -150,6 +158,9 @@ func TestFunction(t *testing.T) {
 					Timeout:       10,
 					Tracing:       "Active",
 				}
+				if id == "PublisherFunction" || id == "VerifierFunction" {
+					want.Timeout = 60 // batches and registry reads
+				}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("Function(%s) mismatch (-want +got):\n%s", id, diff)
 				}
@@ -184,6 +195,11 @@ func TestPolicyActions(t *testing.T) {
 		"GetArtifactFunction":       read,
 		"GetArtifactPolicyFunction": read,
 		"PutArtifactPolicyFunction": policyWrite,
+		"PublisherFunction":         {"events:PutEvents", "sqs:SendMessage"},
+		"VerifierFunction": {
+			"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+			"ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer",
+		},
 	}
 	for _, id := range tpl.FunctionIDs() {
 		t.Run(id, func(t *testing.T) {
@@ -679,4 +695,31 @@ func TestFindRepoRoot(t *testing.T) {
 			t.Error("FindRepoRoot outside a module: want an error")
 		}
 	})
+}
+
+func TestFunctionEvents(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, with(deployParams, map[string]string{"Stage": "local"}))
+	evs, err := tpl.FunctionEvents("VerifierFunction", map[string]string{"EventBus": "bus-local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Type != "EventBridgeRule" || evs[0].Properties["EventBusName"] != "bus-local" {
+		t.Fatalf("verifier events: %+v", evs)
+	}
+	pat, _ := evs[0].Properties["Pattern"].(map[string]any)
+	if diff := cmp.Diff([]any{"App Artifact Registered", "App Artifact Verification Requested"}, pat["detail-type"]); diff != "" {
+		t.Fatal(diff)
+	}
+	evs, err = tpl.FunctionEvents("PublisherFunction", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Type != "DynamoDB" || evs[0].Properties["Stream"] != "ArtifactsTable.StreamArn" {
+		t.Fatalf("publisher events: %+v", evs)
+	}
+	bus, err := tpl.ResourceProperties("EventBus", nil)
+	if err != nil || bus["Name"] != "gpuaas-app-artifacts-local" {
+		t.Fatalf("event bus: %v %v", bus, err)
+	}
 }

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gpuaas/app-artifacts/infra/local/cloud"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
@@ -97,12 +100,20 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 	if intent.status != 201 || intent.body["repository"] != "127.0.0.1:5000/gpuaas/org-acme/proj-alpha/vision-api" {
 		t.Fatalf("intent: %d %s", intent.status, intent.raw)
 	}
-	reg := dev.call("POST", base, fmt.Sprintf(`{"app_slug":"vision-api","app_version":"1.0.0","repository":%q,"digest":"sha256:%064x","digest_algorithm":"sha256","artifact_kind":"container_image","source_type":"platform_push","media_type":"application/vnd.oci.image.manifest.v1+json","publish_intent_id":%q}`,
-		intent.body["repository"], 1, intent.body["intent_id"]), nil)
+	digest, mediaType := push(t, st, "gpuaas/org-acme/proj-alpha/vision-api", "1.0.0")
+	pushed := time.Now()
+	reg := dev.call("POST", base, fmt.Sprintf(`{"app_slug":"vision-api","app_version":"1.0.0","repository":%q,"digest":%q,"digest_algorithm":"sha256","artifact_kind":"container_image","source_type":"platform_push","media_type":%q,"publish_intent_id":%q}`,
+		intent.body["repository"], digest, mediaType, intent.body["intent_id"]), nil)
 	if reg.status != 201 {
 		t.Fatalf("register: %d %s", reg.status, reg.raw)
 	}
 	id := reg.body["artifact_id"].(string)
+	// The outbox, the bus, the verifier rule and the ECR API verify it.
+	verified := waitTrust(t, dev, id, "verified")
+	t.Logf("registered to verified in %v", time.Since(pushed).Round(time.Millisecond))
+	if verified.body["trust_reason"] != nil {
+		t.Fatalf("verified with a reason: %s", verified.raw)
+	}
 	if list := dev.call("GET", base+"?app_slug=vision-api", "", nil); list.status != 200 || len(list.body["items"].([]any)) != 1 {
 		t.Fatalf("list: %d %s", list.status, list.raw)
 	}
@@ -113,6 +124,7 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 		state string
 	}{
 		{dev, "/promote", `{"channel":"dev"}`, "promoted"},
+		{admin, "/promote", `{"channel":"production"}`, "promoted"},
 		{dev, "/deprecate", `{"reason":"superseded"}`, "deprecated"},
 		{admin, "/retire", ``, "retired"},
 	} {
@@ -157,7 +169,7 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 	defer st2.Close()
 	again := &client{t: t, base: st2.APIURL, token: mint(t, st2, good)}
 	got := again.call("GET", base+"/"+id, "", nil)
-	if got.status != 200 || got.body["lifecycle_state"] != "retired" || got.body["revision"] != float64(4) {
+	if got.status != 200 || got.body["lifecycle_state"] != "retired" || got.body["revision"] != float64(6) {
 		t.Fatalf("after restart: %d %s", got.status, got.raw)
 	}
 	if a := again.call("GET", "/api/v1/projects/proj-alpha/app-artifacts", "", map[string]string{}); a.status != 200 || len(a.body["items"].([]any)) != 1 {
@@ -194,5 +206,47 @@ func TestPortTaken(t *testing.T) {
 	_, err = cloud.Start(cloud.Options{RepoRoot: repo, StateDir: t.TempDir(), APIAddr: l.Addr().String(), DynamoAddr: "127.0.0.1:0"})
 	if _, ok := err.(*cloud.ListenError); !ok || !strings.Contains(err.Error(), "cannot listen on "+l.Addr().String()) {
 		t.Fatalf("want a ListenError naming the address, got %v", err)
+	}
+}
+
+// push writes a random image to the local registry by tag and returns its
+// digest and manifest media type.
+func push(t *testing.T, st *cloud.Stack, repo, tag string) (string, string) {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(strings.TrimPrefix(st.RegistryURL, "http://")+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String(), string(mt)
+}
+
+// waitTrust polls the artifact until its trust_state is want (10 s at most).
+func waitTrust(t *testing.T, c *client, id, want string) answer {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := c.call("GET", base+"/"+id, "", nil)
+		if a.body["trust_state"] == want {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trust_state still %v after 10s: %s", a.body["trust_state"], a.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

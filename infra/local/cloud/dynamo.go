@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"time"
@@ -62,9 +62,20 @@ func StartDynamo(addr string, tmpl *samtemplate.Template, tableName, stateFile s
 	if err != nil {
 		return nil, err
 	}
+	return ServeDynamo(l, tmpl, tableName, stateFile, nil)
+}
+
+// ServeDynamo is StartDynamo on a bound listener; wrap, when set, puts a
+// handler (the stream) in front of the engine. Restoring state bypasses it,
+// so a restart does not replay old writes into the stream.
+func ServeDynamo(l net.Listener, tmpl *samtemplate.Template, tableName, stateFile string, wrap func(http.Handler) http.Handler) (*Dynamo, error) {
 	d := &Dynamo{Mini: miniserver.NewServer(), TableName: tableName, stateFile: stateFile, done: make(chan error, 1)}
 	d.URL = "http://" + l.Addr().String()
-	d.srv = &http.Server{Handler: d.Mini, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = d.Mini
+	if wrap != nil {
+		h = wrap(d.Mini)
+	}
+	d.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { d.done <- d.srv.Serve(l) }()
 
 	in, err := tmpl.CreateTableInput(TableLogicalID, tableName)
@@ -94,32 +105,23 @@ func (d *Dynamo) Client(opts ...func(*dynamodb.Options)) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, all...)
 }
 
-// call posts one DynamoDB JSON request to the endpoint and decodes the answer.
-// Save and restore use the wire format as is, so no item is converted.
+// call runs one DynamoDB JSON request on the engine in-process (not through
+// the stream) and decodes the answer. Save and restore use the wire format
+// as is, so no item is converted.
 func (d *Dynamo) call(op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(http.MethodPost, d.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 	req.Header.Set("X-Amz-Target", "DynamoDB_20120810."+op)
 	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+	rec := httptest.NewRecorder()
+	d.Mini.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", op, rec.Code, rec.Body.Bytes())
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %d %s", op, res.StatusCode, b)
-	}
-	return json.Unmarshal(b, out)
+	return json.Unmarshal(rec.Body.Bytes(), out)
 }
 
 type state struct {

@@ -3,10 +3,12 @@ package cloud
 import (
 	"context"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -15,6 +17,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/gpuaas/app-artifacts/infra/local/bus"
+	"github.com/gpuaas/app-artifacts/infra/local/registry"
 	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
@@ -22,22 +26,29 @@ import (
 
 // Options place the local cloud.
 type Options struct {
-	RepoRoot   string // where template.yaml is
-	StateDir   string // .local: signing key, cursor secret, saved table
-	APIAddr    string // 127.0.0.1:3000
-	DynamoAddr string // 127.0.0.1:8000
-	Log        io.Writer
+	RepoRoot     string // where template.yaml is
+	StateDir     string // .local: signing key, cursor secret, saved table, dead letters
+	APIAddr      string // 127.0.0.1:3000
+	DynamoAddr   string // 127.0.0.1:8000
+	EventsAddr   string // 127.0.0.1:4010
+	RegistryAddr string // 127.0.0.1:5000
+	Log          io.Writer
 }
 
 // Stack is the running local cloud.
 type Stack struct {
-	APIURL   string
-	Dynamo   *Dynamo
-	Key      *rsa.PrivateKey
-	Template *samtemplate.Template
-	api      *http.Server
-	apiDone  chan error
-	log      *slog.Logger
+	APIURL      string
+	EventsURL   string
+	RegistryURL string
+	Dynamo      *Dynamo
+	Stream      *Stream
+	Bus         *bus.Bus
+	Registry    *registry.Registry
+	Key         *rsa.PrivateKey
+	Template    *samtemplate.Template
+	BusName     string
+	servers     []*http.Server
+	log         *slog.Logger
 }
 
 // LoadTemplate reads template.yaml with the local parameters.
@@ -49,51 +60,107 @@ func LoadTemplate(repoRoot, stateDir string) (*samtemplate.Template, error) {
 	return samtemplate.Load(filepath.Join(repoRoot, "template.yaml"), LocalParams(secret))
 }
 
+// Endpoints are where the local services answer; a function's SDK clients
+// are pointed at them through the SDK's own AWS_ENDPOINT_URL_* variables.
+type Endpoints struct{ DynamoDB, EventBridge, ECR string }
+
 // FunctionEnv is a function's environment as Lambda would see it locally:
 // the template's (Globals merged) with the SDK pointed at the local endpoints.
-func FunctionEnv(tmpl *samtemplate.Template, logicalID, dynamoURL string) (map[string]string, error) {
-	env, err := tmpl.FunctionEnv(logicalID, map[string]string{TableLogicalID: LocalTableName})
+func FunctionEnv(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (map[string]string, error) {
+	env, err := tmpl.FunctionEnv(logicalID, map[string]string{TableLogicalID: LocalTableName, "EventBus": localBusName(tmpl)})
 	if err != nil {
 		return nil, err
 	}
-	env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamoURL
-	env["AWS_REGION"] = "us-east-1"
-	env["AWS_DEFAULT_REGION"] = "us-east-1"
-	env["AWS_ACCESS_KEY_ID"] = "local"
-	env["AWS_SECRET_ACCESS_KEY"] = "local"
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_DYNAMODB": ep.DynamoDB, "AWS_ENDPOINT_URL_EVENTBRIDGE": ep.EventBridge, "AWS_ENDPOINT_URL_ECR": ep.ECR,
+		"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+	} {
+		if v != "" {
+			env[k] = v
+		}
+	}
 	return env, nil
 }
 
-// Start runs DynamoDB and the API. Close stops them and saves the table.
+func localBusName(tmpl *samtemplate.Template) string {
+	p, err := tmpl.ResourceProperties("EventBus", nil)
+	if err != nil {
+		return ""
+	}
+	name, _ := p["Name"].(string)
+	return name
+}
+
+// Start runs the local cloud. Close stops it and saves the table.
 func Start(opts Options) (*Stack, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
+	}
+	for _, a := range []*string{&opts.EventsAddr, &opts.RegistryAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:0"
+		}
 	}
 	s := &Stack{log: slog.New(slog.NewJSONHandler(opts.Log, nil)).With("service", "local-cloud")}
 	tmpl, err := LoadTemplate(opts.RepoRoot, opts.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("cloud.Start: %w", err)
 	}
-	s.Template = tmpl
+	s.Template, s.BusName = tmpl, localBusName(tmpl)
 	if s.Key, err = LoadOrCreateKey(opts.StateDir); err != nil {
 		return nil, err
 	}
-	// Bind the API port first: a taken port fails before anything starts.
-	apiL, err := Listen(opts.APIAddr)
+	// Bind every port first: a taken port fails before anything starts.
+	var ls []net.Listener
+	for _, addr := range []string{opts.APIAddr, opts.DynamoAddr, opts.EventsAddr, opts.RegistryAddr} {
+		l, err := Listen(addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	apiL, dynL, evL, regL := ls[0], ls[1], ls[2], ls[3]
+	ep := Endpoints{DynamoDB: "http://" + dynL.Addr().String(), EventBridge: "http://" + evL.Addr().String(), ECR: "http://" + regL.Addr().String()}
+	s.APIURL, s.EventsURL, s.RegistryURL = "http://"+apiL.Addr().String(), ep.EventBridge, ep.ECR
+	fail := func(err error) (*Stack, error) {
+		for _, l := range ls {
+			l.Close()
+		}
+		s.shutdown()
+		return nil, err
+	}
+
+	// The registry and its ECR API.
+	s.Registry = registry.New(registry.Options{})
+	s.serve(regL, s.Registry)
+
+	// The event bus with the template's rules, targets in-process.
+	rules, err := s.rules(tmpl, ep, opts.Log)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if s.Dynamo, err = StartDynamo(opts.DynamoAddr, tmpl, LocalTableName, filepath.Join(opts.StateDir, StateFileName)); err != nil {
-		apiL.Close()
-		return nil, err
+	s.Bus = bus.New(bus.Options{Rules: rules, Buses: []string{s.BusName}, DeadLetterDir: filepath.Join(opts.StateDir, "dead-letters"),
+		Logger: s.log, Backoff: func(attempt int) time.Duration { return time.Duration(200<<min(attempt, 5)) * time.Millisecond }})
+	s.serve(evL, s.Bus)
+
+	// DynamoDB, with the stream feeding the template's stream consumers.
+	wrap, err := s.stream(tmpl, ep, opts)
+	if err != nil {
+		return fail(err)
 	}
+	if s.Dynamo, err = ServeDynamo(dynL, tmpl, LocalTableName, filepath.Join(opts.StateDir, StateFileName), wrap); err != nil {
+		return fail(err)
+	}
+
+	// The API.
 	handlers := map[string]LambdaHandler{}
 	for _, r := range tmpl.Routes() {
-		h, err := s.function(tmpl, r.LogicalID, opts.Log)
+		h, err := s.function(tmpl, r.LogicalID, ep, opts.Log)
 		if err != nil {
-			apiL.Close()
-			s.Dynamo.Close()
-			return nil, err
+			return fail(err)
 		}
 		handlers[r.LogicalID] = h
 	}
@@ -101,35 +168,160 @@ func Start(opts Options) (*Stack, error) {
 		return &Authorizer{Key: &s.Key.PublicKey, Issuer: a.Issuer, Audiences: a.Audience}
 	}, s.log)
 	if err != nil {
-		apiL.Close()
-		s.Dynamo.Close()
-		return nil, err
+		return fail(err)
 	}
-	s.APIURL = "http://" + apiL.Addr().String()
-	s.api = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	s.apiDone = make(chan error, 1)
-	go func() { s.apiDone <- s.api.Serve(apiL) }()
+	s.serve(apiL, gw)
 	return s, nil
 }
 
+func (s *Stack) serve(l net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go srv.Serve(l)
+}
+
+// awsConfig is a function's SDK configuration from its environment.
+func awsConfig(env map[string]string) aws.Config {
+	return aws.Config{
+		Region:      env["AWS_REGION"],
+		Credentials: credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
+		HTTPClient:  awshttp.NewBuildableClient(),
+	}
+}
+
+func (s *Stack) config(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (*app.Config, aws.Config, error) {
+	env, err := FunctionEnv(tmpl, logicalID, ep)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	cfg, err := app.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		return nil, aws.Config{}, fmt.Errorf("cloud: %s: %w", logicalID, err)
+	}
+	return cfg, awsConfig(env), nil
+}
+
+// rules turns the template's EventBridgeRule events into bus rules whose
+// targets run the functions in-process.
+func (s *Stack) rules(tmpl *samtemplate.Template, ep Endpoints, logw io.Writer) ([]bus.Rule, error) {
+	var rules []bus.Rule
+	for _, id := range tmpl.FunctionIDs() {
+		evs, err := tmpl.FunctionEvents(id, map[string]string{"EventBus": s.BusName})
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			if ev.Type != "EventBridgeRule" {
+				continue
+			}
+			raw, _ := json.Marshal(ev.Properties["Pattern"])
+			pat, err := bus.ParsePattern(raw)
+			if err != nil {
+				return nil, fmt.Errorf("cloud: %s.%s: %w", id, ev.Name, err)
+			}
+			target, err := s.eventTarget(tmpl, id, ep)
+			if err != nil {
+				return nil, err
+			}
+			attempts := 3
+			if rp, ok := ev.Properties["RetryPolicy"].(map[string]any); ok {
+				if n, ok := rp["MaximumRetryAttempts"].(float64); ok {
+					attempts = int(n) + 1
+				}
+			}
+			busName, _ := ev.Properties["EventBusName"].(string)
+			rules = append(rules, bus.Rule{Name: id + "." + ev.Name, EventBusName: busName, Pattern: pat,
+				Targets: map[string]bus.Target{id: target}, MaxAttempts: attempts})
+		}
+	}
+	return rules, nil
+}
+
+// eventTarget builds the in-process handler of an EventBridge-triggered function.
+func (s *Stack) eventTarget(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (bus.Target, error) {
+	cfg, awsCfg, err := s.config(tmpl, logicalID, ep)
+	if err != nil {
+		return nil, err
+	}
+	switch logicalID {
+	case "VerifierFunction":
+		v, err := app.NewVerifier(cfg, awsCfg)
+		if err != nil {
+			return nil, err
+		}
+		return v.Handle, nil
+	}
+	return nil, fmt.Errorf("cloud: no local wiring for event-triggered function %s", logicalID)
+}
+
+// stream reads the template's DynamoDB event source (the publisher's) and
+// returns the handler wrapper that emulates the table's stream.
+func (s *Stack) stream(tmpl *samtemplate.Template, ep Endpoints, opts Options) (func(http.Handler) http.Handler, error) {
+	for _, id := range tmpl.FunctionIDs() {
+		evs, err := tmpl.FunctionEvents(id, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			if ev.Type != "DynamoDB" {
+				continue
+			}
+			if id != "PublisherFunction" {
+				return nil, fmt.Errorf("cloud: no local wiring for stream consumer %s", id)
+			}
+			cfg, awsCfg, err := s.config(tmpl, id, ep)
+			if err != nil {
+				return nil, err
+			}
+			pub, err := app.NewPublisher(cfg, awsCfg)
+			if err != nil {
+				return nil, err
+			}
+			so := StreamOptions{TableName: LocalTableName, Consumer: pub.Handle, BatchSize: 100, MaxRetries: 10,
+				Backoff: 200 * time.Millisecond, DeadLetterDir: filepath.Join(opts.StateDir, "dead-letters"), Log: s.log}
+			if n, ok := ev.Properties["BatchSize"].(float64); ok {
+				so.BatchSize = int(n)
+			}
+			if n, ok := ev.Properties["MaximumRetryAttempts"].(float64); ok {
+				so.MaxRetries = int(n)
+			}
+			if fc, ok := ev.Properties["FilterCriteria"].(map[string]any); ok {
+				var pats []*bus.Pattern
+				for _, f := range fc["Filters"].([]any) {
+					raw, _ := f.(map[string]any)["Pattern"].(string)
+					p, err := bus.ParsePattern([]byte(raw))
+					if err != nil {
+						return nil, fmt.Errorf("cloud: %s filter: %w", id, err)
+					}
+					pats = append(pats, p)
+				}
+				so.Filter = func(rec []byte) bool {
+					for _, p := range pats {
+						if p.Matches(rec) {
+							return true
+						}
+					}
+					return len(pats) == 0
+				}
+			}
+			return func(next http.Handler) http.Handler {
+				s.Stream = NewStream(next, so)
+				return s.Stream
+			}, nil
+		}
+	}
+	return nil, nil
+}
+
 // function builds a route's handler in-process from its template environment.
-func (s *Stack) function(tmpl *samtemplate.Template, logicalID string, logw io.Writer) (LambdaHandler, error) {
+func (s *Stack) function(tmpl *samtemplate.Template, logicalID string, ep Endpoints, logw io.Writer) (LambdaHandler, error) {
 	rt, ok := httpapi.RouteByLogicalID(logicalID)
 	if !ok {
 		return nil, fmt.Errorf("cloud: template function %s has no route in shared/httpapi", logicalID)
 	}
-	env, err := FunctionEnv(tmpl, logicalID, s.Dynamo.URL)
+	cfg, awsCfg, err := s.config(tmpl, logicalID, ep)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := app.ConfigFromEnv(func(k string) string { return env[k] })
-	if err != nil {
-		return nil, fmt.Errorf("cloud: %s: %w", logicalID, err)
-	}
-	awsCfg := aws.Config{
-		Region:      env["AWS_REGION"],
-		Credentials: credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
-		HTTPClient:  awshttp.NewBuildableClient(),
 	}
 	h, err := app.NewHandler(rt.Name, cfg, awsCfg, logw)
 	if err != nil {
@@ -155,11 +347,42 @@ func (s *Stack) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops the API, saves the table and stops DynamoDB.
+// Drain waits until the stream and the bus have handled what was written so far.
+func (s *Stack) Drain(ctx context.Context) error {
+	for i := 0; i < 3; i++ { // a delivery can write (a verdict), which streams and publishes again
+		if s.Stream != nil {
+			if err := s.Stream.Drain(ctx); err != nil {
+				return err
+			}
+		}
+		if err := s.Bus.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops the servers, lets deliveries finish, saves the table and
+// stops DynamoDB.
 func (s *Stack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	errs := []error{s.api.Shutdown(ctx)}
-	errs = append(errs, s.Dynamo.Save(), s.Dynamo.Close())
+	var errs []error
+	for _, srv := range s.servers {
+		errs = append(errs, srv.Shutdown(ctx))
+	}
+	s.shutdown()
+	if s.Dynamo != nil {
+		errs = append(errs, s.Dynamo.Save(), s.Dynamo.Close())
+	}
 	return errors.Join(errs...)
+}
+
+func (s *Stack) shutdown() {
+	if s.Stream != nil {
+		s.Stream.Close()
+	}
+	if s.Bus != nil {
+		s.Bus.Close()
+	}
 }

@@ -40,6 +40,7 @@ func artifact(mut func(m map[string]any)) []byte {
 		"trust_reason":      nil,
 		"channels":          []string{},
 		"publish_intent_id": nil,
+		"signature_key_id":  nil,
 		"created_by":        map[string]any{"principal_id": "user-1", "principal_type": "user"},
 		"created_at":        "2026-01-02T03:04:05Z",
 		"updated_at":        "2026-01-02T03:04:05.123456789Z",

@@ -1,0 +1,10 @@
+// Command publisher relays audit rows from the table's stream to EventBridge.
+package main
+
+import (
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/gpuaas/app-artifacts/shared/app"
+)
+
+func main() { lambda.Start(app.MustPublisher().Handle) }

@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/gpuaas/app-artifacts/shared/ecr"
+	"github.com/gpuaas/app-artifacts/shared/obs"
+	"github.com/gpuaas/app-artifacts/shared/ocireg"
+	"github.com/gpuaas/app-artifacts/shared/publisher"
+	"github.com/gpuaas/app-artifacts/shared/verify"
+)
+
+// NewPublisher wires the stream-to-EventBridge relay.
+func NewPublisher(cfg *Config, awsCfg aws.Config) (*publisher.Publisher, error) {
+	if cfg.EventBusName == "" {
+		return nil, errors.New("app.NewPublisher: EVENT_BUS_NAME is not set")
+	}
+	eb := eventbridge.NewFromConfig(awsCfg, func(o *eventbridge.Options) {
+		if cfg.EventBridgeEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.EventBridgeEndpoint)
+		}
+	})
+	return &publisher.Publisher{API: eb, BusName: cfg.EventBusName, Logger: obs.NewLogger(os.Stdout, "publisher")}, nil
+}
+
+// NewVerifier wires the verifier: the store, ECR for manifests, the
+// registry API (with an ECR token, fetched on first use) for signatures.
+func NewVerifier(cfg *Config, awsCfg aws.Config) (*verify.Verifier, error) {
+	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
+		if cfg.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("app.NewVerifier: %w", err)
+	}
+	ecrAPI := awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
+		if cfg.ECREndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
+		}
+	})
+	reg, err := ocireg.New(cfg.RegistryHost, remote.WithAuth(&ecrAuth{api: ecrAPI}))
+	if err != nil {
+		return nil, fmt.Errorf("app.NewVerifier: %w", err)
+	}
+	return &verify.Verifier{
+		Store: svc.Store, Service: svc, Manifests: ecr.New(ecrAPI, ""), Signatures: reg,
+		Logger: obs.NewLogger(os.Stdout, "verifier"), Now: time.Now,
+	}, nil
+}
+
+// ecrAuth authenticates registry API calls with an ECR authorization token,
+// fetched when first needed (never at init) and renewed before it expires.
+type ecrAuth struct {
+	api     *awsecr.Client
+	mu      sync.Mutex
+	cfg     *authn.AuthConfig
+	expires time.Time
+}
+
+func (a *ecrAuth) Authorization() (*authn.AuthConfig, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg != nil && time.Until(a.expires) > 5*time.Minute {
+		return a.cfg, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.api.GetAuthorizationToken(ctx, &awsecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		return nil, fmt.Errorf("app: ECR authorization token: %w", err)
+	}
+	if len(out.AuthorizationData) == 0 || out.AuthorizationData[0].AuthorizationToken == nil {
+		return nil, errors.New("app: ECR returned no authorization token")
+	}
+	raw, err := base64.StdEncoding.DecodeString(*out.AuthorizationData[0].AuthorizationToken)
+	if err != nil {
+		return nil, fmt.Errorf("app: ECR authorization token: %w", err)
+	}
+	user, pass, _ := strings.Cut(string(raw), ":")
+	a.cfg = &authn.AuthConfig{Username: user, Password: pass}
+	a.expires = time.Now().Add(time.Hour)
+	if e := out.AuthorizationData[0].ExpiresAt; e != nil {
+		a.expires = *e
+	}
+	return a.cfg, nil
+}
+
+// loadAWS builds the AWS config of a function from its environment (no
+// network call).
+func loadAWS(ctx context.Context) (*Config, aws.Config, error) {
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, aws.Config{}, fmt.Errorf("app: %w", err)
+	}
+	return cfg, awsCfg, nil
+}
+
+// MustPublisher and MustVerifier are what their main packages call.
+func MustPublisher() *publisher.Publisher {
+	cfg, awsCfg, err := loadAWS(context.Background())
+	var p *publisher.Publisher
+	if err == nil {
+		p, err = NewPublisher(cfg, awsCfg)
+	}
+	exitOnInitError("publisher", err)
+	return p
+}
+
+// MustVerifier: see MustPublisher.
+func MustVerifier() *verify.Verifier {
+	cfg, awsCfg, err := loadAWS(context.Background())
+	var v *verify.Verifier
+	if err == nil {
+		v, err = NewVerifier(cfg, awsCfg)
+	}
+	exitOnInitError("verifier", err)
+	return v
+}
+
+func exitOnInitError(function string, err error) {
+	if err != nil {
+		obs.NewLogger(os.Stdout, function).Error("init failed", "error", err.Error())
+		os.Exit(1)
+	}
+}
