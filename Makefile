@@ -9,6 +9,7 @@ FUNCTIONS := \
 	ListArtifactsFunction:list-artifacts \
 	GetArtifactFunction:get-artifact \
 	CreatePublishIntentFunction:create-publish-intent \
+	GetPublishIntentFunction:get-publish-intent \
 	RegisterArtifactFunction:register-artifact \
 	PromoteArtifactFunction:promote-artifact \
 	DeprecateArtifactFunction:deprecate-artifact \
@@ -18,7 +19,8 @@ FUNCTIONS := \
 	GetArtifactPolicyFunction:get-artifact-policy \
 	PutArtifactPolicyFunction:put-artifact-policy \
 	PublisherFunction:publisher \
-	VerifierFunction:verifier
+	VerifierFunction:verifier \
+	RegistrarFunction:registrar
 
 fn_dir = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
 

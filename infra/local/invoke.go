@@ -84,7 +84,7 @@ func invoke(ctx context.Context, fn, eventFile, dynamoURL string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := cloud.LoadTemplate(repo, state)
+	tmpl, err := cloud.LoadTemplate(repo, state, "")
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
 	"github.com/gpuaas/app-artifacts/infra/local/cloud"
@@ -29,7 +34,7 @@ func main() {
 
 func realMain() error {
 	root := &cobra.Command{Use: "local", Short: "the gpuaas app-artifacts local cloud", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(runCommand(), tokenCommand(), invokeCommand())
+	root.AddCommand(runCommand(), tokenCommand(), invokeCommand(), pushSampleCommand())
 	return root.Execute()
 }
 
@@ -135,4 +140,38 @@ func cutRole(s string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// pushSampleCommand pushes a small random image, as `docker push` or
+// `crane push` would, so a walkthrough needs no image of its own.
+func pushSampleCommand() *cobra.Command {
+	var registryAddr string
+	cmd := &cobra.Command{
+		Use:   "push-sample REPOSITORY:TAG",
+		Short: "push a small random OCI image to the local registry and print its digest",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := name.ParseReference(registryAddr+"/"+args[0], name.Insecure)
+			if err != nil {
+				return err
+			}
+			img, err := random.Image(1024, 1)
+			if err != nil {
+				return err
+			}
+			img = mutate.MediaType(img, types.OCIManifestSchema1)
+			img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+			if err := remote.Write(ref, img, remote.WithContext(cmd.Context())); err != nil {
+				return fmt.Errorf("push %s: %w", ref, err)
+			}
+			d, err := img.Digest()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("pushed %s@%s (%s)\n", ref.Context(), d, types.OCIManifestSchema1)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&registryAddr, "registry", cloud.LocalRegistryHost, "registry host:port")
+	return cmd
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"io"
 	"os"
 	"strings"
@@ -78,6 +80,28 @@ func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
 	}, nil
 }
 
+// newService is the lifecycle service over the function's DynamoDB table and ECR.
+func newService(cfg *Config, awsCfg aws.Config) (*lifecycle.Service, error) {
+	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
+		if cfg.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
+		}
+	}))
+	if err != nil {
+		return nil, err
+	}
+	svc.Repositories = ecr.New(ecrClient(cfg, awsCfg), "")
+	return svc, nil
+}
+
+func ecrClient(cfg *Config, awsCfg aws.Config) *awsecr.Client {
+	return awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
+		if cfg.ECREndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
+		}
+	})
+}
+
 // NewHandler builds the handler of the named route from cfg and aws config;
 // its request lines go to logw (stdout on Lambda, which ships them to CloudWatch).
 func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer) (*httpapi.Handler, error) {
@@ -85,11 +109,7 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 	if !ok {
 		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
 	}
-	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
-		if cfg.DynamoDBEndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
-		}
-	}))
+	svc, err := newService(cfg, awsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("app.NewHandler: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,6 +21,7 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/obs"
 	"github.com/gpuaas/app-artifacts/shared/ocireg"
 	"github.com/gpuaas/app-artifacts/shared/publisher"
+	"github.com/gpuaas/app-artifacts/shared/registrar"
 	"github.com/gpuaas/app-artifacts/shared/verify"
 )
 
@@ -41,19 +41,11 @@ func NewPublisher(cfg *Config, awsCfg aws.Config) (*publisher.Publisher, error) 
 // NewVerifier wires the verifier: the store, ECR for manifests, the
 // registry API (with an ECR token, fetched on first use) for signatures.
 func NewVerifier(cfg *Config, awsCfg aws.Config) (*verify.Verifier, error) {
-	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
-		if cfg.DynamoDBEndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
-		}
-	}))
+	svc, err := newService(cfg, awsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("app.NewVerifier: %w", err)
 	}
-	ecrAPI := awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
-		if cfg.ECREndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
-		}
-	})
+	ecrAPI := ecrClient(cfg, awsCfg)
 	reg, err := ocireg.New(cfg.RegistryHost, remote.WithAuth(&ecrAuth{api: ecrAPI}))
 	if err != nil {
 		return nil, fmt.Errorf("app.NewVerifier: %w", err)
@@ -62,6 +54,27 @@ func NewVerifier(cfg *Config, awsCfg aws.Config) (*verify.Verifier, error) {
 		Store: svc.Store, Service: svc, Manifests: ecr.New(ecrAPI, ""), Signatures: reg,
 		Logger: obs.NewLogger(os.Stdout, "verifier"), Now: time.Now,
 	}, nil
+}
+
+// NewRegistrar wires the ECR push registrar.
+func NewRegistrar(cfg *Config, awsCfg aws.Config) (*registrar.Registrar, error) {
+	svc, err := newService(cfg, awsCfg)
+	if err != nil {
+		return nil, fmt.Errorf("app.NewRegistrar: %w", err)
+	}
+	return &registrar.Registrar{Service: svc, Manifests: ecr.New(ecrClient(cfg, awsCfg), ""),
+		Logger: obs.NewLogger(os.Stdout, "registrar"), Now: time.Now}, nil
+}
+
+// MustRegistrar: see MustPublisher.
+func MustRegistrar() *registrar.Registrar {
+	cfg, awsCfg, err := loadAWS(context.Background())
+	var g *registrar.Registrar
+	if err == nil {
+		g, err = NewRegistrar(cfg, awsCfg)
+	}
+	exitOnInitError("registrar", err)
+	return g
 }
 
 // ecrAuth authenticates registry API calls with an ECR authorization token,

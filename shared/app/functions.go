@@ -14,6 +14,7 @@ type Function struct {
 var Async = []Function{
 	{Name: "publisher", LogicalID: "PublisherFunction", Trigger: "dynamodb-stream"},
 	{Name: "verifier", LogicalID: "VerifierFunction", Trigger: "eventbridge-rule"},
+	{Name: "registrar", LogicalID: "RegistrarFunction", Trigger: "eventbridge-rule"},
 }
 
 // Functions lists every function: the routes' and the asynchronous ones.

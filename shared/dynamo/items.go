@@ -17,7 +17,7 @@ import (
 //	guard     DIGEST#<project>#<digest>            GUARD
 //	guard     APPVER#<project>#<slug>#<version>    GUARD
 //	idem      IDEMP#<project>#<sha256(principal,key)>  IDEMP
-//	intent    INTENT#<project>                     <intent_id>
+//	intent    INTENT#<project>                     <intent_id>   GSI1: INTENTREF#<repository>#<tag>
 //	guard     SOURCEBLOCK#<project>#<source_type>  GUARD     (exists while policy refuses it)
 //	audit     AUDIT#<project>                      <audit_id>
 const (
@@ -62,6 +62,11 @@ func auditPK(projectID string) string { return "AUDIT#" + projectID }
 // AuditByArtifactKey and AuditByCorrelationKey are the GSI partition keys of audit rows.
 func AuditByArtifactKey(projectID, artifactID string) string {
 	return "AUDIT#" + projectID + "#ARTIFACT#" + artifactID
+}
+
+// IntentRefKey is GSI1's partition key for the intents of a repository and tag.
+func IntentRefKey(repositoryName, tag string) string {
+	return "INTENTREF#" + repositoryName + "#" + tag
 }
 
 // AuditByCorrelationKey is GSI2's partition key for a correlation id.
@@ -114,7 +119,7 @@ func toArtifactItem(a *artifact.Artifact) *artifactItem {
 		AppSlug: a.AppSlug, AppVersion: a.AppVersion, Repository: a.Repository, Digest: a.Digest,
 		DigestAlgorithm: a.DigestAlgorithm, Kind: a.Kind, SourceType: a.SourceType, MediaType: a.MediaType,
 		Lifecycle: a.Lifecycle, Trust: a.Trust, TrustReason: a.TrustReason, Channels: ch,
-		ChannelIndex:    "|" + strings.Join(ch, "|") + "|",
+		ChannelIndex: "|" + strings.Join(ch, "|") + "|", SignatureKeyID: a.SignatureKeyID,
 		PublishIntentID: a.PublishIntentID, CreatedBy: a.CreatedBy, CreatedAt: a.CreatedAt.UTC(),
 		UpdatedAt: a.UpdatedAt.UTC(), Revision: a.Revision,
 	}
@@ -196,6 +201,8 @@ func (it *idemItem) record() *lifecycle.IdemRecord {
 type intentItem struct {
 	key
 	Entity         string                `dynamodbav:"entity"`
+	GSI1PK         string                `dynamodbav:"GSI1PK,omitempty"`
+	GSI1SK         string                `dynamodbav:"GSI1SK,omitempty"`
 	IntentID       string                `dynamodbav:"intent_id"`
 	OrgID          string                `dynamodbav:"org_id"`
 	ProjectID      string                `dynamodbav:"project_id"`
@@ -218,6 +225,7 @@ type intentItem struct {
 func toIntentItem(p *artifact.PublishIntent) *intentItem {
 	return &intentItem{
 		key:    key{PK: intentPK(p.ProjectID), SK: p.IntentID},
+		GSI1PK: IntentRefKey(p.RepositoryName, p.Tag), GSI1SK: p.IntentID,
 		Entity: entityIntent, IntentID: p.IntentID, OrgID: p.OrgID, ProjectID: p.ProjectID,
 		AppSlug: p.AppSlug, AppVersion: p.AppVersion, Kind: p.Kind, SourceType: p.SourceType,
 		RepositoryName: p.RepositoryName, Repository: p.Repository, Tag: p.Tag, Status: p.Status,

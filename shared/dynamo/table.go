@@ -157,6 +157,49 @@ func (t *Table) LoadProject(ctx context.Context, projectID string, idem *lifecyc
 	return p, rec, err
 }
 
+// GetIntent implements lifecycle.Store.
+func (t *Table) GetIntent(ctx context.Context, projectID, intentID string) (*artifact.PublishIntent, *lifecycle.Project, error) {
+	got, err := t.batchGet(ctx, []av{keyOf(intentPK(projectID), intentID), keyOf(projectPK(projectID), skProject)})
+	if err != nil {
+		return nil, nil, err
+	}
+	var intent *artifact.PublishIntent
+	if item := got[intentPK(projectID)+"|"+intentID]; item != nil {
+		var it intentItem
+		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+			return nil, nil, artifact.Internal(fmt.Errorf("dynamo.GetIntent: %w", err))
+		}
+		intent = it.intent()
+	}
+	p, err := decodeProject(got[projectPK(projectID)+"|"+skProject])
+	return intent, p, err
+}
+
+// IntentsFor implements lifecycle.Store: one Query on GSI1, newest first.
+func (t *Table) IntentsFor(ctx context.Context, repositoryName, tag string) ([]*artifact.PublishIntent, error) {
+	expr, err := expression.NewBuilder().WithKeyCondition(expression.Key("GSI1PK").Equal(expression.Value(IntentRefKey(repositoryName, tag)))).Build()
+	if err != nil {
+		return nil, artifact.Internal(fmt.Errorf("dynamo.IntentsFor: %w", err))
+	}
+	out, err := t.api.Query(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(t.name), IndexName: aws.String("GSI1"), KeyConditionExpression: expr.KeyCondition(),
+		ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+		ScanIndexForward: aws.Bool(false), Limit: aws.Int32(20),
+	})
+	if err != nil {
+		return nil, translate("dynamo.IntentsFor", err)
+	}
+	intents := make([]*artifact.PublishIntent, 0, len(out.Items))
+	for _, item := range out.Items {
+		var it intentItem
+		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+			return nil, artifact.Internal(fmt.Errorf("dynamo.IntentsFor: %w", err))
+		}
+		intents = append(intents, it.intent())
+	}
+	return intents, nil
+}
+
 // ListArtifacts implements lifecycle.Store: one Query over the project's
 // partition, newest first. The project item sorts after every artifact, so
 // the first page also brings the project's owner. Filters are applied by

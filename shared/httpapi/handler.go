@@ -199,7 +199,11 @@ func (h *Handler) serve(ctx context.Context, req *events.APIGatewayV2HTTPRequest
 	} else if len(req.Body) > 0 {
 		return nil, artifact.Invalid("unexpected_body", "", "this route takes no request body")
 	}
-	return h.Route.run(ctx, h.Service, r, req.PathParameters["artifact_id"], req.QueryStringParameters, in)
+	target := req.PathParameters["artifact_id"]
+	if iid, ok := req.PathParameters["intent_id"]; ok {
+		target = iid
+	}
+	return h.Route.run(ctx, h.Service, r, target, req.QueryStringParameters, in)
 }
 
 func (h *Handler) decode(req *events.APIGatewayV2HTTPRequest) (any, error) {

@@ -198,9 +198,11 @@ func (e *env) event(r req) events.APIGatewayV2HTTPRequest {
 	rt, _ := httpapi.RouteByName(r.route)
 	ev.PathParameters = map[string]string{"project_id": r.project}
 	path := strings.ReplaceAll(rt.Path, "{project_id}", r.project)
-	if strings.Contains(rt.Path, "{artifact_id}") {
-		ev.PathParameters["artifact_id"] = r.artifact
-		path = strings.ReplaceAll(path, "{artifact_id}", r.artifact)
+	for _, param := range []string{"artifact_id", "intent_id"} {
+		if strings.Contains(rt.Path, "{"+param+"}") {
+			ev.PathParameters[param] = r.artifact
+			path = strings.ReplaceAll(path, "{"+param+"}", r.artifact)
+		}
 	}
 	ev.RawPath, ev.RequestContext.HTTP.Path = path, path
 	ev.Headers["x-project-id"] = r.project
@@ -367,3 +369,15 @@ const defaultPolicyBody = `{"channels":[` +
 	`{"name":"staging","protected":false,"required_trust":["unverified","verified"],"signature_required":false},` +
 	`{"name":"production","protected":true,"required_trust":["verified"],"signature_required":false}],` +
 	`"signature_required":false,"trusted_keys":[],"allowed_source_types":["platform_push","pull_through_cache"],"pull_through_prefixes":[]}`
+
+// intent creates a publish intent in project and returns its id.
+func (e *env) intent(project string) string {
+	e.t.Helper()
+	n := regSeq.Add(1)
+	r := e.do(req{route: "create-publish-intent", as: dev(project), project: project,
+		body: fmt.Sprintf(`{"app_slug":"intent-app","app_version":"0.%d","artifact_kind":"container_image","source_type":"platform_push"}`, n)})
+	if r.status != 201 {
+		e.t.Fatalf("intent: %d %s", r.status, r.body)
+	}
+	return r.str("intent_id")
+}

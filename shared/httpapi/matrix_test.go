@@ -41,15 +41,17 @@ func (c caller) can(p artifact.Permission) bool {
 func TestCrossProjectMatrix(t *testing.T) {
 	e := newEnv(t)
 	foreignArtifact := e.register(projectB) // same org, another project
-	e.register(projectA)                    // projectA belongs to orgA from its first write
+	foreignIntent := e.intent(projectB)
+	e.register(projectA) // projectA belongs to orgA from its first write
 	success := map[string]int{"list-artifacts": 200, "get-artifact": 200, "create-publish-intent": 201,
 		"register-artifact": 201, "promote-artifact": 200, "deprecate-artifact": 200, "retire-artifact": 200,
-		"revoke-artifact": 200, "verify-artifact": 202, "get-artifact-policy": 200, "put-artifact-policy": 200}
+		"revoke-artifact": 200, "verify-artifact": 202, "get-artifact-policy": 200, "put-artifact-policy": 200,
+		"get-publish-intent": 200}
 	n := 0
 	var notFoundBodies = map[string]string{}
 	for _, rt := range httpapi.Routes {
 		targets := []string{"own", "another project's", "missing"}
-		if !strings.Contains(rt.Path, "{artifact_id}") {
+		if !strings.Contains(rt.Path, "{artifact_id}") && !strings.Contains(rt.Path, "{intent_id}") {
 			targets = []string{"none"}
 		}
 		for _, c := range callers {
@@ -60,6 +62,9 @@ func TestCrossProjectMatrix(t *testing.T) {
 					switch target {
 					case "own":
 						id = e.register(projectA)
+						if rt.Name == "get-publish-intent" {
+							id = e.intent(projectA)
+						}
 						if rt.Name == "verify-artifact" {
 							e.setTrust(projectA, id, "failed_verification")
 						}
@@ -70,6 +75,9 @@ func TestCrossProjectMatrix(t *testing.T) {
 						}
 					case "another project's":
 						id = foreignArtifact
+						if rt.Name == "get-publish-intent" {
+							id = foreignIntent
+						}
 					case "missing":
 						id = "art_01JZZZZZZZZZZZZZZZZZZZZZZZ"
 					}

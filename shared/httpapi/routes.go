@@ -79,6 +79,13 @@ var Routes = []*Route{
 		},
 	},
 	{
+		Name: "get-publish-intent", LogicalID: "GetPublishIntentFunction", Method: "GET", Path: BasePath + "/app-artifacts/publish-intents/{intent_id}",
+		Perm: artifact.PermRead,
+		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, id string, _ map[string]string, _ any) (*lifecycle.Result, error) {
+			return s.GetIntent(ctx, r, id)
+		},
+	},
+	{
 		Name: "register-artifact", LogicalID: "RegisterArtifactFunction", Method: "POST", Path: BasePath + "/app-artifacts",
 		Perm: artifact.PermPublish, newInput: func() any { return new(lifecycle.RegisterInput) },
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, _ map[string]string, in any) (*lifecycle.Result, error) {

@@ -97,6 +97,15 @@ func (s *Service) CreateIntent(ctx context.Context, r *Request, in *IntentInput)
 	if err != nil {
 		return nil, err
 	}
+	if s.Repositories != nil {
+		// The repository must exist before anyone is told to push to it.
+		if err := s.Repositories.EnsureRepository(ctx, name); err != nil {
+			e := artifact.Errorf(artifact.CodeUpstream, "registry_unavailable",
+				"the platform registry could not prepare the repository; retry with the same idempotency key")
+			e.Err = err
+			return nil, e
+		}
+	}
 	m := &Mutation{
 		Idem: s.record(r, now, http.StatusCreated, body, ""), Now: now,
 		ClaimProject: &Project{ProjectID: r.ProjectID, OrgID: r.OrgID},

@@ -168,6 +168,18 @@ type Store interface {
 	// LoadProject reads the project and, when idem is set, the idempotency
 	// record, in one consistent round trip.
 	LoadProject(ctx context.Context, projectID string, idem *IdemScope) (*Project, *IdemRecord, error)
+	// GetIntent reads a publish intent and its project in one round trip.
+	GetIntent(ctx context.Context, projectID, intentID string) (*artifact.PublishIntent, *Project, error)
+	// IntentsFor lists the intents issued for a repository name and tag,
+	// newest first (one Query on an index).
+	IntentsFor(ctx context.Context, repositoryName, tag string) ([]*artifact.PublishIntent, error)
 	// ListArtifacts reads one page in one round trip.
 	ListArtifacts(ctx context.Context, projectID string, q ListQuery) (*ListResult, error)
+}
+
+// Repositories is the platform registry port: publish intents make sure the
+// repository they hand out exists.
+type Repositories interface {
+	// EnsureRepository creates the repository if needed; an existing one is success.
+	EnsureRepository(ctx context.Context, name string) error
 }

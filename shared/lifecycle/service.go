@@ -38,6 +38,9 @@ type Request struct {
 	// IdemKey and Fingerprint identify a mutation for replay (unused by reads).
 	IdemKey     string
 	Fingerprint string
+	// Origin is added to the audit row's details: where a mutation came
+	// from when not from an API call (e.g. an ECR push event).
+	Origin map[string]any
 }
 
 // Result is a response the HTTP layer sends as is.
@@ -51,6 +54,7 @@ type Result struct {
 // Service runs the operations.
 type Service struct {
 	Store        Store
+	Repositories Repositories // nil: intents do not touch the registry
 	Cursor       *cursor.Codec
 	RegistryHost string
 	Now          func() time.Time
@@ -130,6 +134,9 @@ func (s *Service) audit(r *Request, now time.Time, action string, artifactID str
 	}
 	if details == nil {
 		details = map[string]any{}
+	}
+	for k, v := range r.Origin {
+		details[k] = v
 	}
 	return &AuditEvent{
 		AuditID: s.NewID("aud"), Action: action, OrgID: r.OrgID, ProjectID: r.ProjectID,

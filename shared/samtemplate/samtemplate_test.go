@@ -158,8 +158,11 @@ func TestFunction(t *testing.T) {
 					Timeout:       10,
 					Tracing:       "Active",
 				}
-				if id == "PublisherFunction" || id == "VerifierFunction" {
+				switch id {
+				case "PublisherFunction", "VerifierFunction":
 					want.Timeout = 60 // batches and registry reads
+				case "RegistrarFunction":
+					want.Timeout = 30
 				}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("Function(%s) mismatch (-want +got):\n%s", id, diff)
@@ -191,11 +194,14 @@ func TestPolicyActions(t *testing.T) {
 		"dynamodb:UpdateItem",
 	}
 	special := map[string][]string{
-		"ListArtifactsFunction":     list,
-		"GetArtifactFunction":       read,
-		"GetArtifactPolicyFunction": read,
-		"PutArtifactPolicyFunction": policyWrite,
-		"PublisherFunction":         {"events:PutEvents", "sqs:SendMessage"},
+		"ListArtifactsFunction":       list,
+		"GetArtifactFunction":         read,
+		"GetArtifactPolicyFunction":   read,
+		"GetPublishIntentFunction":    read,
+		"CreatePublishIntentFunction": append(append([]string{}, write...), "ecr:CreateRepository"),
+		"RegistrarFunction":           {"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", "ecr:BatchGetImage"},
+		"PutArtifactPolicyFunction":   policyWrite,
+		"PublisherFunction":           {"events:PutEvents", "sqs:SendMessage"},
 		"VerifierFunction": {
 			"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
 			"ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer",

@@ -97,7 +97,7 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 	admin := &client{t: t, base: st.APIURL, token: mint(t, st, cloud.Identity{Subject: "root", Org: "org-acme", ProjectRoles: []string{"proj-alpha:admin"}})}
 
 	intent := dev.call("POST", base+"/publish-intents", `{"app_slug":"vision-api","app_version":"1.0.0","artifact_kind":"container_image","source_type":"platform_push"}`, nil)
-	if intent.status != 201 || intent.body["repository"] != "127.0.0.1:5000/gpuaas/org-acme/proj-alpha/vision-api" {
+	if intent.status != 201 || intent.body["repository"] != strings.TrimPrefix(st.RegistryURL, "http://")+"/gpuaas/org-acme/proj-alpha/vision-api" {
 		t.Fatalf("intent: %d %s", intent.status, intent.raw)
 	}
 	digest, mediaType := push(t, st, "gpuaas/org-acme/proj-alpha/vision-api", "1.0.0")

@@ -204,7 +204,10 @@ func (d *Dynamo) restore() error {
 
 // Close stops the endpoint without saving.
 func (d *Dynamo) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return d.srv.Shutdown(ctx)
+	if d.srv.Shutdown(ctx) != nil {
+		return d.srv.Close()
+	}
+	return nil
 }

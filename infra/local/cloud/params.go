@@ -20,11 +20,15 @@ const (
 	cursorSecretFile  = "cursor-secret"
 )
 
-// LocalParams are the template parameters of the local cloud.
-func LocalParams(cursorSecret string) map[string]string {
+// LocalParams are the template parameters of the local cloud; registryHost
+// is where the local registry answers ("" for LocalRegistryHost).
+func LocalParams(cursorSecret, registryHost string) map[string]string {
+	if registryHost == "" {
+		registryHost = LocalRegistryHost
+	}
 	return map[string]string{
 		"Stage": LocalStage, "JwtIssuer": LocalIssuer, "JwtAudience": LocalAudience,
-		"CursorSecret": cursorSecret, "RegistryHost": LocalRegistryHost,
+		"CursorSecret": cursorSecret, "RegistryHost": registryHost,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/aws/aws-lambda-go/events"
 	"io"
 	"log/slog"
 	"net"
@@ -48,16 +49,18 @@ type Stack struct {
 	Template    *samtemplate.Template
 	BusName     string
 	servers     []*http.Server
+	api         *http.Server
 	log         *slog.Logger
 }
 
-// LoadTemplate reads template.yaml with the local parameters.
-func LoadTemplate(repoRoot, stateDir string) (*samtemplate.Template, error) {
+// LoadTemplate reads template.yaml with the local parameters; registryHost
+// is where the local registry answers ("" for the default 127.0.0.1:5000).
+func LoadTemplate(repoRoot, stateDir, registryHost string) (*samtemplate.Template, error) {
 	secret, err := LoadOrCreateCursorSecret(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	return samtemplate.Load(filepath.Join(repoRoot, "template.yaml"), LocalParams(secret))
+	return samtemplate.Load(filepath.Join(repoRoot, "template.yaml"), LocalParams(secret, registryHost))
 }
 
 // Endpoints are where the local services answer; a function's SDK clients
@@ -102,11 +105,7 @@ func Start(opts Options) (*Stack, error) {
 		}
 	}
 	s := &Stack{log: slog.New(slog.NewJSONHandler(opts.Log, nil)).With("service", "local-cloud")}
-	tmpl, err := LoadTemplate(opts.RepoRoot, opts.StateDir)
-	if err != nil {
-		return nil, fmt.Errorf("cloud.Start: %w", err)
-	}
-	s.Template, s.BusName = tmpl, localBusName(tmpl)
+	var err error
 	if s.Key, err = LoadOrCreateKey(opts.StateDir); err != nil {
 		return nil, err
 	}
@@ -132,9 +131,16 @@ func Start(opts Options) (*Stack, error) {
 		s.shutdown()
 		return nil, err
 	}
+	// Artifacts name the registry that really answers, so the verifier's
+	// registry reads reach it whatever port it got.
+	tmpl, err := LoadTemplate(opts.RepoRoot, opts.StateDir, regL.Addr().String())
+	if err != nil {
+		return fail(fmt.Errorf("cloud.Start: %w", err))
+	}
+	s.Template, s.BusName = tmpl, localBusName(tmpl)
 
 	// The registry and its ECR API.
-	s.Registry = registry.New(registry.Options{})
+	s.Registry = registry.New(registry.Options{OnPush: s.onPush})
 	s.serve(regL, s.Registry)
 
 	// The event bus with the template's rules, targets in-process.
@@ -170,8 +176,25 @@ func Start(opts Options) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s.serve(apiL, gw)
+	s.api = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	go s.api.Serve(apiL)
 	return s, nil
+}
+
+// onPush emits ECR's push event on the default bus, as ECR does, for every
+// manifest pushed by tag to the local registry.
+func (s *Stack) onPush(p registry.PushEvent) {
+	if s.Bus == nil {
+		return
+	}
+	detail, _ := json.Marshal(map[string]string{
+		"result": "SUCCESS", "repository-name": p.Repository, "image-digest": p.Digest, "action-type": "PUSH",
+		"image-tag": p.Tag, "manifest-media-type": p.MediaType, "artifact-media-type": p.ArtifactMediaType,
+	})
+	s.Bus.Put(context.Background(), []bus.Entry{{
+		Source: "aws.ecr", DetailType: "ECR Image Action", Detail: string(detail), EventBusName: bus.DefaultBus,
+		Resources: []string{"arn:aws:ecr:us-east-1:000000000000:repository/" + p.Repository}, Time: p.Time,
+	}})
 }
 
 func (s *Stack) serve(l net.Listener, h http.Handler) {
@@ -250,6 +273,23 @@ func (s *Stack) eventTarget(tmpl *samtemplate.Template, logicalID string, ep End
 			return nil, err
 		}
 		return v.Handle, nil
+	case "RegistrarFunction":
+		g, err := app.NewRegistrar(cfg, awsCfg)
+		if err != nil {
+			return nil, err
+		}
+		// Lambda hands the function the event in its own type.
+		return func(ctx context.Context, ev events.EventBridgeEvent) error {
+			raw, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			var push events.ECRImageActionEvent
+			if err := json.Unmarshal(raw, &push); err != nil {
+				return err
+			}
+			return g.Handle(ctx, push)
+		}, nil
 	}
 	return nil, fmt.Errorf("cloud: no local wiring for event-triggered function %s", logicalID)
 }
@@ -362,20 +402,34 @@ func (s *Stack) Drain(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the servers, lets deliveries finish, saves the table and
-// stops DynamoDB.
+// Close stops taking requests, lets what is in flight through the stream
+// and the bus settle (briefly), stops them, saves the table and stops
+// DynamoDB. A server that does not stop in time is closed hard: this is a
+// local stand-in, and the table is what must survive.
 func (s *Stack) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	var errs []error
-	for _, srv := range s.servers {
-		errs = append(errs, srv.Shutdown(ctx))
+	if s.api != nil {
+		stopServer(ctx, s.api)
 	}
+	settle, cancelSettle := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.Drain(settle)
+	cancelSettle()
 	s.shutdown()
+	for _, srv := range s.servers {
+		stopServer(ctx, srv)
+	}
+	var errs []error
 	if s.Dynamo != nil {
 		errs = append(errs, s.Dynamo.Save(), s.Dynamo.Close())
 	}
 	return errors.Join(errs...)
+}
+
+func stopServer(ctx context.Context, srv *http.Server) {
+	if srv.Shutdown(ctx) != nil {
+		srv.Close()
+	}
 }
 
 func (s *Stack) shutdown() {

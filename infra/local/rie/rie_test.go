@@ -112,7 +112,7 @@ func setup(tb testing.TB) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl, err := cloud.LoadTemplate(repo, tb.TempDir())
+	tmpl, err := cloud.LoadTemplate(repo, tb.TempDir(), "")
 	if err != nil {
 		tb.Fatal(err)
 	}
