@@ -4,7 +4,7 @@ package main
 import (
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/gpuaas/app-artifacts/shared/app"
+	"github.com/gpuaas/app-artifacts/shared/workers"
 )
 
-func main() { lambda.Start(app.MustPublisher().Handle) }
+func main() { lambda.Start(workers.MustPublisher().Handle) }

@@ -124,7 +124,12 @@ func invoke(ctx context.Context, fn, eventFile, dynamoURL string) ([]byte, error
 			}()
 		}
 	}
-	env, err := cloud.FunctionEnv(tmpl, fn, cloud.Endpoints{DynamoDB: dynamoURL})
+	side, err := cloud.StartSidecars(func(u string) bool { return answers(ctx, u) }, cloud.LocalBusName(tmpl))
+	if err != nil {
+		return nil, err
+	}
+	defer side.Stop()
+	env, err := cloud.FunctionEnv(tmpl, fn, cloud.Endpoints{DynamoDB: dynamoURL, ECR: side.ECR, EventBridge: side.EventBridge})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"io"
@@ -80,8 +83,8 @@ func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
 	}, nil
 }
 
-// newService is the lifecycle service over the function's DynamoDB table and ECR.
-func newService(cfg *Config, awsCfg aws.Config) (*lifecycle.Service, error) {
+// NewLifecycle is the lifecycle service over the function's DynamoDB table and ECR.
+func NewLifecycle(cfg *Config, awsCfg aws.Config) (*lifecycle.Service, error) {
 	svc, err := NewService(cfg, dynamodb.NewFromConfig(awsCfg, DynamoDBOptions, func(o *dynamodb.Options) {
 		if cfg.DynamoDBEndpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
@@ -90,11 +93,12 @@ func newService(cfg *Config, awsCfg aws.Config) (*lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc.Repositories = ecr.New(ecrClient(cfg, awsCfg), "")
+	svc.Repositories = ecr.New(ECRClient(cfg, awsCfg), "")
 	return svc, nil
 }
 
-func ecrClient(cfg *Config, awsCfg aws.Config) *awsecr.Client {
+// ECRClient is the function's ECR client.
+func ECRClient(cfg *Config, awsCfg aws.Config) *awsecr.Client {
 	return awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
 		if cfg.ECREndpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
@@ -109,7 +113,7 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 	if !ok {
 		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
 	}
-	svc, err := newService(cfg, awsCfg)
+	svc, err := NewLifecycle(cfg, awsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("app.NewHandler: %w", err)
 	}
@@ -122,7 +126,7 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 // HTTPHandler is what functions/<route>/main.go calls: the environment's
 // configuration, AWS clients (no network call), the route's handler.
 func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error) {
-	cfg, awsCfg, err := loadAWS(ctx)
+	cfg, awsCfg, err := Load(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +137,44 @@ func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error
 // configured logs why in one JSON line and exits, so Lambda reports an init error.
 func MustHTTPHandler(routeName string) *httpapi.Handler {
 	h, err := HTTPHandler(context.Background(), routeName)
-	exitOnInitError(routeName, err)
+	ExitOnInitError(routeName, err)
 	return h
+}
+
+// Load reads a function's configuration and builds its AWS configuration
+// from the environment Lambda gives it: region and the execution role's
+// credentials. Nothing is fetched (no network call at init), and the SDK's
+// shared-config loader, with its SSO, STS and IMDS clients, is not linked in,
+// which keeps binaries small and cold starts short.
+func Load(lookup func(string) string) (*Config, aws.Config, error) {
+	cfg, err := ConfigFromEnv(lookup)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	region := lookup("AWS_REGION")
+	if region == "" {
+		region = lookup("AWS_DEFAULT_REGION")
+	}
+	if region == "" {
+		return nil, aws.Config{}, errors.New("app.Load: AWS_REGION is not set")
+	}
+	id, secret := lookup("AWS_ACCESS_KEY_ID"), lookup("AWS_SECRET_ACCESS_KEY")
+	if id == "" || secret == "" {
+		return nil, aws.Config{}, errors.New("app.Load: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
+	}
+	return cfg, aws.Config{
+		Region:      region,
+		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(id, secret, lookup("AWS_SESSION_TOKEN"))),
+		HTTPClient:  awshttp.NewBuildableClient(),
+		Retryer:     func() aws.Retryer { return retry.NewStandard() },
+	}, nil
+}
+
+// ExitOnInitError ends a function whose init failed, after one JSON line
+// saying why, so Lambda reports an init error.
+func ExitOnInitError(function string, err error) {
+	if err != nil {
+		obs.NewLogger(os.Stdout, function).Error("init failed", "error", err.Error())
+		os.Exit(1)
+	}
 }

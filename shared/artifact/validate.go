@@ -1,20 +1,68 @@
 package artifact
 
 import (
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-var (
-	slugRE      = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
-	versionRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	sha256RE    = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-	sha512RE    = regexp.MustCompile(`^sha512:[a-f0-9]{128}$`)
-	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
-	tokenRE     = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-)
+// The validators below are written out rather than compiled from regular
+// expressions at package init: every Lambda cold start would pay for those.
+
+func lowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+func alnum(c byte) bool { return lowerAlnum(c) || c >= 'A' && c <= 'Z' }
+
+func lowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+func tokenChar(c byte) bool { return alnum(c) || c == '.' || c == '_' || c == ':' || c == '-' }
+
+func all(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// hexDigest reports whether s is prefix followed by n lowercase hex digits.
+func hexDigest(s, prefix string, n int) bool {
+	rest, ok := strings.CutPrefix(s, prefix)
+	return ok && len(rest) == n && all(rest, lowerHex)
+}
+
+// component matches [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*, one OCI repository path component.
+func component(s string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(s) && lowerAlnum(s[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		if i == len(s) {
+			return true
+		}
+		switch s[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(s) && s[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(s) && s[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
 
 // Reasons for invalid input that callers can branch on.
 const (
@@ -37,10 +85,16 @@ var MediaTypes = []string{
 }
 
 // ValidSlug reports whether s is an app slug.
-func ValidSlug(s string) bool { return slugRE.MatchString(s) }
+func ValidSlug(s string) bool {
+	return len(s) >= 2 && len(s) <= 63 && s[0] >= 'a' && s[0] <= 'z' &&
+		all(s[1:], func(c byte) bool { return lowerAlnum(c) || c == '-' })
+}
 
 // ValidVersion reports whether s is an app version (an OCI tag).
-func ValidVersion(s string) bool { return versionRE.MatchString(s) }
+func ValidVersion(s string) bool {
+	return len(s) >= 1 && len(s) <= 128 && (alnum(s[0]) || s[0] == '_') &&
+		all(s[1:], func(c byte) bool { return alnum(c) || c == '_' || c == '.' || c == '-' })
+}
 
 // ValidKind reports whether k is a known artifact kind.
 func ValidKind(k Kind) bool {
@@ -66,11 +120,11 @@ func ValidMediaType(m string) bool {
 // with the declared algorithm.
 func CheckDigest(digest, algorithm string) error {
 	switch {
-	case sha256RE.MatchString(digest):
+	case hexDigest(digest, "sha256:", 64):
 		if algorithm != "sha256" {
 			return algorithmMismatch(algorithm)
 		}
-	case sha512RE.MatchString(digest):
+	case hexDigest(digest, "sha512:", 128):
 		if algorithm != "sha512" {
 			return algorithmMismatch(algorithm)
 		}
@@ -90,18 +144,18 @@ func algorithmMismatch(algorithm string) error {
 // ValidID reports whether s can name an org or project: one lowercase
 // repository path component, so the platform naming model stays valid.
 func ValidID(s string) bool {
-	return len(s) <= maxIDLen && componentRE.MatchString(s)
+	return len(s) <= maxIDLen && component(s)
 }
 
 // ValidArtifactID reports whether s is shaped like an id this service issues
 // (anything else cannot exist, so it is reported as not found).
 func ValidArtifactID(s string) bool {
-	return len(s) > 0 && len(s) <= maxArtifactIDLen && tokenRE.MatchString(s)
+	return len(s) > 0 && len(s) <= maxArtifactIDLen && all(s, tokenChar)
 }
 
 // ValidToken reports whether s is a header token of [A-Za-z0-9._:-] within the length bounds.
 func ValidToken(s string, min, max int) bool {
-	return len(s) >= min && len(s) <= max && tokenRE.MatchString(s)
+	return len(s) >= min && len(s) <= max && all(s, tokenChar)
 }
 
 // ValidIdempotencyKey reports whether k is acceptable as X-Idempotency-Key.
@@ -113,11 +167,17 @@ func ValidRepositoryName(name string) bool {
 		return false
 	}
 	for _, c := range strings.Split(name, "/") {
-		if !componentRE.MatchString(c) {
+		if !component(c) {
 			return false
 		}
 	}
 	return true
+}
+
+// ValidChannelName reports whether s can name a channel: ^[a-z][a-z0-9-]{0,31}$.
+func ValidChannelName(s string) bool {
+	return len(s) >= 1 && len(s) <= 32 && s[0] >= 'a' && s[0] <= 'z' &&
+		all(s[1:], func(c byte) bool { return lowerAlnum(c) || c == '-' })
 }
 
 // CheckReason validates a caller's free-text reason.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -45,11 +44,6 @@ type PolicyView struct {
 	UpdatedBy *artifact.Principal `json:"updated_by"`
 }
 
-var (
-	channelNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	keyIDRE       = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-)
-
 const (
 	maxChannels = 20
 	maxKeys     = 10
@@ -84,7 +78,7 @@ func (in *PolicyInput) policy() (*artifact.Policy, error) {
 	signing := p.SignatureRequired
 	for i, c := range in.Channels {
 		f := fmt.Sprintf("channels[%d]", i)
-		if c.Name == nil || !channelNameRE.MatchString(*c.Name) {
+		if c.Name == nil || !artifact.ValidChannelName(*c.Name) {
 			return nil, policyField(f+".name", "channel names match ^[a-z][a-z0-9-]{0,31}$")
 		}
 		if _, dup := p.Channel(*c.Name); dup {
@@ -113,7 +107,7 @@ func (in *PolicyInput) policy() (*artifact.Policy, error) {
 	}
 	for i, k := range in.TrustedKeys {
 		f := fmt.Sprintf("trusted_keys[%d]", i)
-		if k.KeyID == nil || !keyIDRE.MatchString(*k.KeyID) {
+		if k.KeyID == nil || !artifact.ValidToken(*k.KeyID, 1, 64) {
 			return nil, policyField(f+".key_id", "key_id is 1 to 64 characters of [A-Za-z0-9._:-]")
 		}
 		for _, seen := range p.TrustedKeys {

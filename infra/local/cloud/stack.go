@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
 	"github.com/gpuaas/app-artifacts/infra/local/bus"
 	"github.com/gpuaas/app-artifacts/infra/local/registry"
 	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
+	"github.com/gpuaas/app-artifacts/shared/workers"
 )
 
 // Options place the local cloud.
@@ -34,6 +34,10 @@ type Options struct {
 	EventsAddr   string // 127.0.0.1:4010
 	RegistryAddr string // 127.0.0.1:5000
 	Log          io.Writer
+	// Backoff, when set, replaces the retry delays of the bus, the stream
+	// and the functions' SDK clients (tests use it to keep retries fast;
+	// attempt counts stay the template's).
+	Backoff func(attempt int) time.Duration
 }
 
 // Stack is the running local cloud.
@@ -51,6 +55,7 @@ type Stack struct {
 	servers     []*http.Server
 	api         *http.Server
 	log         *slog.Logger
+	backoff     func(attempt int) time.Duration
 }
 
 // LoadTemplate reads template.yaml with the local parameters; registryHost
@@ -70,7 +75,7 @@ type Endpoints struct{ DynamoDB, EventBridge, ECR string }
 // FunctionEnv is a function's environment as Lambda would see it locally:
 // the template's (Globals merged) with the SDK pointed at the local endpoints.
 func FunctionEnv(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (map[string]string, error) {
-	env, err := tmpl.FunctionEnv(logicalID, map[string]string{TableLogicalID: LocalTableName, "EventBus": localBusName(tmpl)})
+	env, err := tmpl.FunctionEnv(logicalID, map[string]string{TableLogicalID: LocalTableName, "EventBus": LocalBusName(tmpl)})
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +90,7 @@ func FunctionEnv(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (ma
 	return env, nil
 }
 
-func localBusName(tmpl *samtemplate.Template) string {
+func LocalBusName(tmpl *samtemplate.Template) string {
 	p, err := tmpl.ResourceProperties("EventBus", nil)
 	if err != nil {
 		return ""
@@ -104,7 +109,7 @@ func Start(opts Options) (*Stack, error) {
 			*a = "127.0.0.1:0"
 		}
 	}
-	s := &Stack{log: slog.New(slog.NewJSONHandler(opts.Log, nil)).With("service", "local-cloud")}
+	s := &Stack{log: slog.New(slog.NewJSONHandler(opts.Log, nil)).With("service", "local-cloud"), backoff: opts.Backoff}
 	var err error
 	if s.Key, err = LoadOrCreateKey(opts.StateDir); err != nil {
 		return nil, err
@@ -137,7 +142,7 @@ func Start(opts Options) (*Stack, error) {
 	if err != nil {
 		return fail(fmt.Errorf("cloud.Start: %w", err))
 	}
-	s.Template, s.BusName = tmpl, localBusName(tmpl)
+	s.Template, s.BusName = tmpl, LocalBusName(tmpl)
 
 	// The registry and its ECR API.
 	s.Registry = registry.New(registry.Options{OnPush: s.onPush})
@@ -148,8 +153,12 @@ func Start(opts Options) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	backoff := func(attempt int) time.Duration { return time.Duration(200<<min(attempt, 5)) * time.Millisecond }
+	if opts.Backoff != nil {
+		backoff = opts.Backoff
+	}
 	s.Bus = bus.New(bus.Options{Rules: rules, Buses: []string{s.BusName}, DeadLetterDir: filepath.Join(opts.StateDir, "dead-letters"),
-		Logger: s.log, Backoff: func(attempt int) time.Duration { return time.Duration(200<<min(attempt, 5)) * time.Millisecond }})
+		Logger: s.log, Backoff: backoff})
 	s.serve(evL, s.Bus)
 
 	// DynamoDB, with the stream feeding the template's stream consumers.
@@ -203,13 +212,21 @@ func (s *Stack) serve(l net.Listener, h http.Handler) {
 	go srv.Serve(l)
 }
 
-// awsConfig is a function's SDK configuration from its environment.
-func awsConfig(env map[string]string) aws.Config {
-	return aws.Config{
-		Region:      env["AWS_REGION"],
-		Credentials: credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
-		HTTPClient:  awshttp.NewBuildableClient(),
+// awsConfig is a function's SDK configuration from its environment, as
+// app.Load builds it on Lambda.
+func (s *Stack) awsConfig(env map[string]string) (aws.Config, error) {
+	_, cfg, err := app.Load(func(k string) string { return env[k] })
+	if err != nil {
+		return aws.Config{}, err
 	}
+	if s.backoff != nil {
+		cfg.Retryer = func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) { return s.backoff(attempt), nil })
+			})
+		}
+	}
+	return cfg, nil
 }
 
 func (s *Stack) config(tmpl *samtemplate.Template, logicalID string, ep Endpoints) (*app.Config, aws.Config, error) {
@@ -221,7 +238,8 @@ func (s *Stack) config(tmpl *samtemplate.Template, logicalID string, ep Endpoint
 	if err != nil {
 		return nil, aws.Config{}, fmt.Errorf("cloud: %s: %w", logicalID, err)
 	}
-	return cfg, awsConfig(env), nil
+	awsCfg, err := s.awsConfig(env)
+	return cfg, awsCfg, err
 }
 
 // rules turns the template's EventBridgeRule events into bus rules whose
@@ -268,13 +286,13 @@ func (s *Stack) eventTarget(tmpl *samtemplate.Template, logicalID string, ep End
 	}
 	switch logicalID {
 	case "VerifierFunction":
-		v, err := app.NewVerifier(cfg, awsCfg)
+		v, err := workers.NewVerifier(cfg, awsCfg)
 		if err != nil {
 			return nil, err
 		}
 		return v.Handle, nil
 	case "RegistrarFunction":
-		g, err := app.NewRegistrar(cfg, awsCfg)
+		g, err := workers.NewRegistrar(cfg, awsCfg)
 		if err != nil {
 			return nil, err
 		}
@@ -313,12 +331,12 @@ func (s *Stack) stream(tmpl *samtemplate.Template, ep Endpoints, opts Options) (
 			if err != nil {
 				return nil, err
 			}
-			pub, err := app.NewPublisher(cfg, awsCfg)
+			pub, err := workers.NewPublisher(cfg, awsCfg)
 			if err != nil {
 				return nil, err
 			}
 			so := StreamOptions{TableName: LocalTableName, Consumer: pub.Handle, BatchSize: 100, MaxRetries: 10,
-				Backoff: 200 * time.Millisecond, DeadLetterDir: filepath.Join(opts.StateDir, "dead-letters"), Log: s.log}
+				Backoff: backoffOr(s.backoff, 200*time.Millisecond), DeadLetterDir: filepath.Join(opts.StateDir, "dead-letters"), Log: s.log}
 			if n, ok := ev.Properties["BatchSize"].(float64); ok {
 				so.BatchSize = int(n)
 			}
@@ -438,5 +456,63 @@ func (s *Stack) shutdown() {
 	}
 	if s.Bus != nil {
 		s.Bus.Close()
+	}
+}
+
+func backoffOr(f func(int) time.Duration, d time.Duration) time.Duration {
+	if f != nil {
+		return f(0)
+	}
+	return d
+}
+
+// ServeLoopback serves h on a free 127.0.0.1 port until stop is called: for
+// one-off stand-ins (make invoke starts a registry or a bus this way when
+// none runs).
+func ServeLoopback(h http.Handler) (url string, stop func(), err error) {
+	l, err := Listen("127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return "http://" + l.Addr().String(), func() { srv.Close() }, nil
+}
+
+// Sidecars are the stand-ins a single function may call besides DynamoDB.
+type Sidecars struct {
+	ECR, EventBridge string
+	stops            []func()
+}
+
+// StartSidecars points at the registry and the bus of a running local cloud
+// (127.0.0.1:5000 and :4010) when they answer, and otherwise serves an empty
+// registry and a bus without rules on free ports, so that a function never
+// reaches for AWS.
+func StartSidecars(answers func(url string) bool, busName string) (*Sidecars, error) {
+	sc := &Sidecars{ECR: "http://" + LocalRegistryHost, EventBridge: "http://127.0.0.1:4010"}
+	if !answers(sc.ECR) {
+		url, stop, err := ServeLoopback(registry.New(registry.Options{}))
+		if err != nil {
+			return nil, err
+		}
+		sc.ECR, sc.stops = url, append(sc.stops, stop)
+	}
+	if !answers(sc.EventBridge) {
+		b := bus.New(bus.Options{Buses: []string{busName}})
+		url, stop, err := ServeLoopback(b)
+		if err != nil {
+			sc.Stop()
+			return nil, err
+		}
+		sc.EventBridge, sc.stops = url, append(sc.stops, stop, func() { b.Close() })
+	}
+	return sc, nil
+}
+
+// Stop stops what StartSidecars started.
+func (sc *Sidecars) Stop() {
+	for _, stop := range sc.stops {
+		stop()
 	}
 }

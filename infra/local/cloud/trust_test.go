@@ -33,6 +33,7 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/dynamo"
 	"github.com/gpuaas/app-artifacts/shared/lifecycle"
 	"github.com/gpuaas/app-artifacts/shared/publisher"
+	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 	"github.com/gpuaas/app-artifacts/shared/signature/sigtest"
 )
 
@@ -69,7 +70,25 @@ func trustCallers(t *testing.T, st *cloud.Stack) trustClients {
 // startTrust starts a fresh local cloud on fresh state and closes it at the end.
 func startTrust(t *testing.T) (*cloud.Stack, trustClients) {
 	t.Helper()
-	st := start(t, t.TempDir())
+	return startTrustWith(t, nil)
+}
+
+// startTrustWith is startTrust with the stack's retry delays replaced.
+func startTrustWith(t *testing.T, backoff func(int) time.Duration) (*cloud.Stack, trustClients) {
+	t.Helper()
+	repo, err := samtemplate.FindRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cloud.Start(cloud.Options{RepoRoot: repo, StateDir: t.TempDir(), APIAddr: "127.0.0.1:0", DynamoAddr: "127.0.0.1:0", Backoff: backoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		// Keep-alive connections this test's clients dialled and never used
 		// would hold up the servers' shutdown.
@@ -479,7 +498,8 @@ func TestTrustRegistryErrorsRetriedThenDeadLettered(t *testing.T) {
 	}{{"server-error", registry.ErrServer}, {"throttling", registry.ErrThrottling}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st, c := startTrust(t)
+			// Retries as many as the template says, but milliseconds apart.
+			st, c := startTrustWith(t, func(int) time.Duration { return time.Millisecond })
 			attempts := trustVerifierAttempts(t, st)
 			repo := trustRepo("flaky")
 			_, d := trustPush(t, st, repo, "1.0.0")
@@ -874,6 +894,9 @@ func trustJSON(v any) string {
 
 // --- 6. duplicate delivery --------------------------------------------------
 
+// TestTrustDuplicateDelivery delivers one event many times, concurrently
+// with the stream's own delivery: the same detail put on the bus in-process
+// and the same stream record re-published over HTTP by the real publisher.
 func TestTrustDuplicateDelivery(t *testing.T) {
 	st, c := startTrust(t)
 	ctx := context.Background()
@@ -963,11 +986,25 @@ func TestTrustDuplicateDelivery(t *testing.T) {
 	if rev.DetailType != publisher.DetailVerificationRequested {
 		t.Fatalf("detail-type %q", rev.DetailType)
 	}
+	errs = make(chan error, 2*copies)
 	for range copies {
-		wg.Go(func() { st.Bus.Put(ctx, []bus.Entry{rev}) })
-		wg.Go(func() { pub.Handle(ctx, trustStreamRecord(req[0])) })
+		wg.Go(func() {
+			if res := st.Bus.Put(ctx, []bus.Entry{rev}); res[0].ErrorCode != "" {
+				errs <- fmt.Errorf("put: %+v", res[0])
+			}
+		})
+		wg.Go(func() {
+			resp, err := pub.Handle(ctx, trustStreamRecord(req[0]))
+			if err != nil || len(resp.BatchItemFailures) > 0 {
+				errs <- fmt.Errorf("republish: %v %v", err, resp.BatchItemFailures)
+			}
+		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 	trustWaitReason(t, c.dev, gid, "verified", "")
 	trustDrain(t, st)
 	v := trustVerdicts(trustAuditRows(t, st, gid))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gpuaas/app-artifacts/infra/local/cloud"
 	"github.com/gpuaas/app-artifacts/infra/local/rie"
+	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
@@ -173,6 +174,7 @@ var want = map[string]expectation{
 	"verify-artifact":       {404, "app_artifact_not_found"},
 	"get-artifact-policy":   {200, ""},
 	"put-artifact-policy":   {200, ""},
+	"get-publish-intent":    {404, "app_artifact_not_found"},
 }
 
 // fallback is what a route without an entry in want may answer: a success,
@@ -186,10 +188,11 @@ func TestEveryFunctionUnderTheEmulator(t *testing.T) {
 	e := setup(t)
 
 	var dirs []string
-	for _, rt := range httpapi.Routes {
-		dirs = append(dirs, "functions/"+rt.Name)
+	for _, f := range app.Functions() {
+		dirs = append(dirs, "functions/"+f.Name)
 	}
 	bins := buildAll(t, ctx, e.repo, dirs)
+	t.Run("async", func(t *testing.T) { asyncFunctions(t, ctx, e, bins) })
 
 	for _, rt := range httpapi.Routes {
 		t.Run(rt.Name, func(t *testing.T) {
@@ -197,7 +200,12 @@ func TestEveryFunctionUnderTheEmulator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fnEnv, err := cloud.FunctionEnv(e.tmpl, rt.LogicalID, cloud.Endpoints{DynamoDB: e.dynamo(t).URL})
+			side, err := cloud.StartSidecars(func(string) bool { return false }, cloud.LocalBusName(e.tmpl))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer side.Stop()
+			fnEnv, err := cloud.FunctionEnv(e.tmpl, rt.LogicalID, cloud.Endpoints{DynamoDB: e.dynamo(t).URL, ECR: side.ECR, EventBridge: side.EventBridge})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -517,4 +525,51 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ReportMetric(median(fnInit), "get-artifact-init-ms")
 	b.ReportMetric(median(helloInit), "hello-init-ms")
 	b.ReportMetric(median(fnInit)/median(helloInit), "init-ratio")
+}
+
+// asyncEvents are the sample events of the functions no route serves, and
+// what each answers for it on an empty table and registry.
+var asyncEvents = map[string]struct{ event, want string }{
+	"publisher": {"publisher-audit-stream.json", `{"batchItemFailures":null}`},
+	"verifier":  {"verifier-artifact-registered.json", `null`}, // the artifact does not exist: skipped
+	"registrar": {"registrar-ecr-push.json", `null`},           // the image is not in the registry: nothing to do
+}
+
+func asyncFunctions(t *testing.T, ctx context.Context, e *env, bins map[string]string) {
+	for _, f := range app.Async {
+		t.Run(f.Name, func(t *testing.T) {
+			sample, ok := asyncEvents[f.Name]
+			if !ok {
+				t.Fatalf("no sample event for %s", f.Name)
+			}
+			event, err := os.ReadFile(filepath.Join(e.repo, "events", sample.event))
+			if err != nil {
+				t.Fatal(err)
+			}
+			side, err := cloud.StartSidecars(func(string) bool { return false }, cloud.LocalBusName(e.tmpl))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer side.Stop()
+			fnEnv, err := cloud.FunctionEnv(e.tmpl, f.LogicalID, cloud.Endpoints{DynamoDB: e.dynamo(t).URL, ECR: side.ECR, EventBridge: side.EventBridge})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &syncBuffer{}
+			em, err := rie.Start(ctx, rie.Options{RIE: e.rie, Bootstrap: bins["functions/"+f.Name], Env: fnEnv, Stdout: logs, Stderr: logs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer em.Close()
+			ictx, icancel := context.WithTimeout(ctx, 30*time.Second)
+			defer icancel()
+			out, err := em.Invoke(ictx, event)
+			if err != nil {
+				t.Fatalf("invoke: %v\n%s\n%s", err, out, logs)
+			}
+			if got := strings.TrimSpace(string(out)); got != sample.want {
+				t.Fatalf("answered %s, want %s\n%s", got, sample.want, logs)
+			}
+		})
+	}
 }

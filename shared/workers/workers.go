@@ -1,4 +1,4 @@
-package app
+package workers
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"github.com/gpuaas/app-artifacts/shared/obs"
 	"github.com/gpuaas/app-artifacts/shared/ocireg"
@@ -26,9 +26,9 @@ import (
 )
 
 // NewPublisher wires the stream-to-EventBridge relay.
-func NewPublisher(cfg *Config, awsCfg aws.Config) (*publisher.Publisher, error) {
+func NewPublisher(cfg *app.Config, awsCfg aws.Config) (*publisher.Publisher, error) {
 	if cfg.EventBusName == "" {
-		return nil, errors.New("app.NewPublisher: EVENT_BUS_NAME is not set")
+		return nil, errors.New("workers.NewPublisher: EVENT_BUS_NAME is not set")
 	}
 	eb := eventbridge.NewFromConfig(awsCfg, func(o *eventbridge.Options) {
 		if cfg.EventBridgeEndpoint != "" {
@@ -40,15 +40,15 @@ func NewPublisher(cfg *Config, awsCfg aws.Config) (*publisher.Publisher, error) 
 
 // NewVerifier wires the verifier: the store, ECR for manifests, the
 // registry API (with an ECR token, fetched on first use) for signatures.
-func NewVerifier(cfg *Config, awsCfg aws.Config) (*verify.Verifier, error) {
-	svc, err := newService(cfg, awsCfg)
+func NewVerifier(cfg *app.Config, awsCfg aws.Config) (*verify.Verifier, error) {
+	svc, err := app.NewLifecycle(cfg, awsCfg)
 	if err != nil {
-		return nil, fmt.Errorf("app.NewVerifier: %w", err)
+		return nil, fmt.Errorf("workers.NewVerifier: %w", err)
 	}
-	ecrAPI := ecrClient(cfg, awsCfg)
+	ecrAPI := app.ECRClient(cfg, awsCfg)
 	reg, err := ocireg.New(cfg.RegistryHost, remote.WithAuth(&ecrAuth{api: ecrAPI}))
 	if err != nil {
-		return nil, fmt.Errorf("app.NewVerifier: %w", err)
+		return nil, fmt.Errorf("workers.NewVerifier: %w", err)
 	}
 	return &verify.Verifier{
 		Store: svc.Store, Service: svc, Manifests: ecr.New(ecrAPI, ""), Signatures: reg,
@@ -57,23 +57,23 @@ func NewVerifier(cfg *Config, awsCfg aws.Config) (*verify.Verifier, error) {
 }
 
 // NewRegistrar wires the ECR push registrar.
-func NewRegistrar(cfg *Config, awsCfg aws.Config) (*registrar.Registrar, error) {
-	svc, err := newService(cfg, awsCfg)
+func NewRegistrar(cfg *app.Config, awsCfg aws.Config) (*registrar.Registrar, error) {
+	svc, err := app.NewLifecycle(cfg, awsCfg)
 	if err != nil {
-		return nil, fmt.Errorf("app.NewRegistrar: %w", err)
+		return nil, fmt.Errorf("workers.NewRegistrar: %w", err)
 	}
-	return &registrar.Registrar{Service: svc, Manifests: ecr.New(ecrClient(cfg, awsCfg), ""),
+	return &registrar.Registrar{Service: svc, Manifests: ecr.New(app.ECRClient(cfg, awsCfg), ""),
 		Logger: obs.NewLogger(os.Stdout, "registrar"), Now: time.Now}, nil
 }
 
 // MustRegistrar: see MustPublisher.
 func MustRegistrar() *registrar.Registrar {
-	cfg, awsCfg, err := loadAWS(context.Background())
+	cfg, awsCfg, err := app.Load(os.Getenv)
 	var g *registrar.Registrar
 	if err == nil {
 		g, err = NewRegistrar(cfg, awsCfg)
 	}
-	exitOnInitError("registrar", err)
+	app.ExitOnInitError("registrar", err)
 	return g
 }
 
@@ -114,45 +114,24 @@ func (a *ecrAuth) Authorization() (*authn.AuthConfig, error) {
 	return a.cfg, nil
 }
 
-// loadAWS builds the AWS config of a function from its environment (no
-// network call).
-func loadAWS(ctx context.Context) (*Config, aws.Config, error) {
-	cfg, err := ConfigFromEnv(os.Getenv)
-	if err != nil {
-		return nil, aws.Config{}, err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, aws.Config{}, fmt.Errorf("app: %w", err)
-	}
-	return cfg, awsCfg, nil
-}
-
 // MustPublisher and MustVerifier are what their main packages call.
 func MustPublisher() *publisher.Publisher {
-	cfg, awsCfg, err := loadAWS(context.Background())
+	cfg, awsCfg, err := app.Load(os.Getenv)
 	var p *publisher.Publisher
 	if err == nil {
 		p, err = NewPublisher(cfg, awsCfg)
 	}
-	exitOnInitError("publisher", err)
+	app.ExitOnInitError("publisher", err)
 	return p
 }
 
 // MustVerifier: see MustPublisher.
 func MustVerifier() *verify.Verifier {
-	cfg, awsCfg, err := loadAWS(context.Background())
+	cfg, awsCfg, err := app.Load(os.Getenv)
 	var v *verify.Verifier
 	if err == nil {
 		v, err = NewVerifier(cfg, awsCfg)
 	}
-	exitOnInitError("verifier", err)
+	app.ExitOnInitError("verifier", err)
 	return v
-}
-
-func exitOnInitError(function string, err error) {
-	if err != nil {
-		obs.NewLogger(os.Stdout, function).Error("init failed", "error", err.Error())
-		os.Exit(1)
-	}
 }
