@@ -69,7 +69,7 @@ tidy-check:
 	  cp /tmp/gpuaas-go.mod.bak go.mod; cp /tmp/gpuaas-go.sum.bak go.sum; exit 1; fi
 
 BENCH_CMD := $(GO) test -run '^$$' -bench . -benchmem -count=1 -benchtime=300x ./shared/...
-COLD_CMD  := $(GO) test -run '^$$' -bench ColdStart -count=1 -benchtime=30x ./infra/local/rie/
+COLD_CMD  := $(GO) test -run '^$$' -bench ColdStart -count=1 -benchtime=60x ./infra/local/rie/
 
 # Figures for BENCHMARKS.md, each with the command that produced it.
 bench: $(RIE)

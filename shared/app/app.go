@@ -7,8 +7,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
-	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"io"
 	"os"
 	"strings"
@@ -93,22 +91,24 @@ func NewLifecycle(cfg *Config, awsCfg aws.Config) (*lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc.Repositories = ecr.New(ECRClient(cfg, awsCfg), "")
 	return svc, nil
 }
 
-// ECRClient is the function's ECR client.
-func ECRClient(cfg *Config, awsCfg aws.Config) *awsecr.Client {
-	return awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
-		if cfg.ECREndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
-		}
-	})
+// Option adds to a function's wiring what only some functions need, so
+// the others do not link (and initialise) the clients it brings.
+type Option func(cfg *Config, awsCfg aws.Config, svc *lifecycle.Service)
+
+// WithRepositories gives the service the platform registry (ECR), built by
+// newRepos from the function's AWS config and ECR endpoint override.
+func WithRepositories[R lifecycle.Repositories](newRepos func(awsCfg aws.Config, endpoint string) R) Option {
+	return func(cfg *Config, awsCfg aws.Config, svc *lifecycle.Service) {
+		svc.Repositories = newRepos(awsCfg, cfg.ECREndpoint)
+	}
 }
 
 // NewHandler builds the handler of the named route from cfg and aws config;
 // its request lines go to logw (stdout on Lambda, which ships them to CloudWatch).
-func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer) (*httpapi.Handler, error) {
+func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer, opts ...Option) (*httpapi.Handler, error) {
 	rt, ok := httpapi.RouteByName(routeName)
 	if !ok {
 		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
@@ -116,6 +116,9 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 	svc, err := NewLifecycle(cfg, awsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("app.NewHandler: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg, awsCfg, svc)
 	}
 	return &httpapi.Handler{
 		Route: rt, Service: svc, Logger: obs.NewLogger(logw, routeName),
@@ -125,18 +128,18 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 
 // HTTPHandler is what functions/<route>/main.go calls: the environment's
 // configuration, AWS clients (no network call), the route's handler.
-func HTTPHandler(ctx context.Context, routeName string) (*httpapi.Handler, error) {
+func HTTPHandler(ctx context.Context, routeName string, opts ...Option) (*httpapi.Handler, error) {
 	cfg, awsCfg, err := Load(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	return NewHandler(routeName, cfg, awsCfg, os.Stdout)
+	return NewHandler(routeName, cfg, awsCfg, os.Stdout, opts...)
 }
 
 // MustHTTPHandler is HTTPHandler for main: a function that cannot be
 // configured logs why in one JSON line and exits, so Lambda reports an init error.
-func MustHTTPHandler(routeName string) *httpapi.Handler {
-	h, err := HTTPHandler(context.Background(), routeName)
+func MustHTTPHandler(routeName string, opts ...Option) *httpapi.Handler {
+	h, err := HTTPHandler(context.Background(), routeName, opts...)
 	ExitOnInitError(routeName, err)
 	return h
 }

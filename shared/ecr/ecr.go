@@ -184,3 +184,13 @@ func transient(err error) bool {
 	}
 	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
 }
+
+// FromConfig is the adapter over a new ECR client for awsCfg, pointed at
+// endpoint when set (AWS_ENDPOINT_URL_ECR).
+func FromConfig(awsCfg aws.Config, endpoint string) *Client {
+	return New(ecr.NewFromConfig(awsCfg, func(o *ecr.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	}), "")
+}

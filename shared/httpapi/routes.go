@@ -24,7 +24,10 @@ type Route struct {
 	// without a body. bodyOptional allows an empty body.
 	newInput     func() any
 	bodyOptional bool
-	run          call
+	// NeedsRegistry: the route's function is wired with the platform
+	// registry (ECR); the others do not link its client.
+	NeedsRegistry bool
+	run           call
 }
 
 // Mutation reports whether the route changes state (and so needs an idempotency key).
@@ -73,7 +76,7 @@ var Routes = []*Route{
 	},
 	{
 		Name: "create-publish-intent", LogicalID: "CreatePublishIntentFunction", Method: "POST", Path: BasePath + "/app-artifacts/publish-intents",
-		Perm: artifact.PermPublish, newInput: func() any { return new(lifecycle.IntentInput) },
+		Perm: artifact.PermPublish, newInput: func() any { return new(lifecycle.IntentInput) }, NeedsRegistry: true,
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, _ map[string]string, in any) (*lifecycle.Result, error) {
 			return s.CreateIntent(ctx, r, in.(*lifecycle.IntentInput))
 		},

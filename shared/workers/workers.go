@@ -45,7 +45,7 @@ func NewVerifier(cfg *app.Config, awsCfg aws.Config) (*verify.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workers.NewVerifier: %w", err)
 	}
-	ecrAPI := app.ECRClient(cfg, awsCfg)
+	ecrAPI := ecrClient(cfg, awsCfg)
 	reg, err := ocireg.New(cfg.RegistryHost, remote.WithAuth(&ecrAuth{api: ecrAPI}))
 	if err != nil {
 		return nil, fmt.Errorf("workers.NewVerifier: %w", err)
@@ -62,7 +62,7 @@ func NewRegistrar(cfg *app.Config, awsCfg aws.Config) (*registrar.Registrar, err
 	if err != nil {
 		return nil, fmt.Errorf("workers.NewRegistrar: %w", err)
 	}
-	return &registrar.Registrar{Service: svc, Manifests: ecr.New(app.ECRClient(cfg, awsCfg), ""),
+	return &registrar.Registrar{Service: svc, Manifests: ecr.New(ecrClient(cfg, awsCfg), ""),
 		Logger: obs.NewLogger(os.Stdout, "registrar"), Now: time.Now}, nil
 }
 
@@ -134,4 +134,12 @@ func MustVerifier() *verify.Verifier {
 	}
 	app.ExitOnInitError("verifier", err)
 	return v
+}
+
+func ecrClient(cfg *app.Config, awsCfg aws.Config) *awsecr.Client {
+	return awsecr.NewFromConfig(awsCfg, func(o *awsecr.Options) {
+		if cfg.ECREndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.ECREndpoint)
+		}
+	})
 }

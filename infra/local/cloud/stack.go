@@ -20,6 +20,7 @@ import (
 	"github.com/gpuaas/app-artifacts/infra/local/bus"
 	"github.com/gpuaas/app-artifacts/infra/local/registry"
 	"github.com/gpuaas/app-artifacts/shared/app"
+	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 	"github.com/gpuaas/app-artifacts/shared/workers"
@@ -381,7 +382,11 @@ func (s *Stack) function(tmpl *samtemplate.Template, logicalID string, ep Endpoi
 	if err != nil {
 		return nil, err
 	}
-	h, err := app.NewHandler(rt.Name, cfg, awsCfg, logw)
+	var opts []app.Option
+	if rt.NeedsRegistry {
+		opts = append(opts, app.WithRepositories(ecr.FromConfig))
+	}
+	h, err := app.NewHandler(rt.Name, cfg, awsCfg, logw, opts...)
 	if err != nil {
 		return nil, err
 	}
