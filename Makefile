@@ -18,6 +18,8 @@ FUNCTIONS := \
 	VerifyArtifactFunction:verify-artifact \
 	GetArtifactPolicyFunction:get-artifact-policy \
 	PutArtifactPolicyFunction:put-artifact-policy \
+	ListArtifactAuditEventsFunction:list-artifact-audit-events \
+	ListAuditEventsFunction:list-audit-events \
 	PublisherFunction:publisher \
 	VerifierFunction:verifier \
 	RegistrarFunction:registrar

@@ -62,24 +62,25 @@ func TestAuditAccessPatterns(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		q    dynamo.AuditQuery
+		q    lifecycle.AuditQuery
 		want []string
 	}{
-		{"by artifact", dynamo.AuditQuery{ArtifactID: ids[0]}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0"}},
-		{"by correlation id", dynamo.AuditQuery{CorrelationID: "reg-1"}, []string{"app_artifact.register@reg-1"}},
-		{"whole project", dynamo.AuditQuery{}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0", "app_artifact.register@reg-1"}},
+		{"by artifact", lifecycle.AuditQuery{ArtifactID: ids[0]}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0"}},
+		{"by correlation id", lifecycle.AuditQuery{CorrelationID: "reg-1"}, []string{"app_artifact.register@reg-1"}},
+		{"whole project", lifecycle.AuditQuery{}, []string{"app_artifact.promote@promote-0", "app_artifact.register@reg-0", "app_artifact.register@reg-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			evs, err := store.AuditEvents(ctx, "proj-a", c.q)
+			page, err := store.AuditEvents(ctx, "proj-a", c.q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(c.want, actions(evs)); diff != "" {
+			if diff := cmp.Diff(c.want, actions(page.Items)); diff != "" {
 				t.Fatalf("(-want +got):\n%s", diff)
 			}
 		})
 	}
-	evs, _ := store.AuditEvents(ctx, "proj-a", dynamo.AuditQuery{CorrelationID: "promote-0"})
+	page, _ := store.AuditEvents(ctx, "proj-a", lifecycle.AuditQuery{CorrelationID: "promote-0"})
+	evs := page.Items
 	want := &lifecycle.AuditEvent{
 		AuditID: evs[0].AuditID, Action: "app_artifact.promote", OrgID: "org-a", ProjectID: "proj-a", ArtifactID: &ids[0],
 		Actor: artifact.Principal{PrincipalID: "dev-1", PrincipalType: "user"}, CorrelationID: "promote-0", IdempotencyKey: "key-promote-0",

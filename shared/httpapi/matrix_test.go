@@ -46,7 +46,7 @@ func TestCrossProjectMatrix(t *testing.T) {
 	success := map[string]int{"list-artifacts": 200, "get-artifact": 200, "create-publish-intent": 201,
 		"register-artifact": 201, "promote-artifact": 200, "deprecate-artifact": 200, "retire-artifact": 200,
 		"revoke-artifact": 200, "verify-artifact": 202, "get-artifact-policy": 200, "put-artifact-policy": 200,
-		"get-publish-intent": 200}
+		"get-publish-intent": 200, "list-artifact-audit-events": 200, "list-audit-events": 200}
 	n := 0
 	var notFoundBodies = map[string]string{}
 	for _, rt := range httpapi.Routes {

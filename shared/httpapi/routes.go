@@ -121,6 +121,20 @@ var Routes = []*Route{
 		run: transition(artifact.ActionRequestVerify),
 	},
 	{
+		Name: "list-artifact-audit-events", LogicalID: "ListArtifactAuditEventsFunction", Method: "GET", Path: BasePath + "/app-artifacts/{artifact_id}/audit-events",
+		Perm: artifact.PermAudit,
+		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, id string, p map[string]string, _ any) (*lifecycle.Result, error) {
+			return s.ListAudit(ctx, r, id, p)
+		},
+	},
+	{
+		Name: "list-audit-events", LogicalID: "ListAuditEventsFunction", Method: "GET", Path: BasePath + "/audit-events",
+		Perm: artifact.PermAudit,
+		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, p map[string]string, _ any) (*lifecycle.Result, error) {
+			return s.ListAudit(ctx, r, "", p)
+		},
+	},
+	{
 		Name: "get-artifact-policy", LogicalID: "GetArtifactPolicyFunction", Method: "GET", Path: BasePath + "/app-artifact-policy",
 		Perm: artifact.PermAudit,
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, _ map[string]string, _ any) (*lifecycle.Result, error) {

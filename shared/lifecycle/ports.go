@@ -173,6 +173,9 @@ type Store interface {
 	// IntentsFor lists the intents issued for a repository name and tag,
 	// newest first (one Query on an index).
 	IntentsFor(ctx context.Context, repositoryName, tag string) ([]*artifact.PublishIntent, error)
+	// AuditEvents reads one page of a project's audit rows, newest first,
+	// in one round trip.
+	AuditEvents(ctx context.Context, projectID string, q AuditQuery) (*AuditPage, error)
 	// ListArtifacts reads one page in one round trip.
 	ListArtifacts(ctx context.Context, projectID string, q ListQuery) (*ListResult, error)
 }
@@ -182,4 +185,19 @@ type Store interface {
 type Repositories interface {
 	// EnsureRepository creates the repository if needed; an existing one is success.
 	EnsureRepository(ctx context.Context, name string) error
+}
+
+// AuditQuery selects audit rows of a project.
+type AuditQuery struct {
+	ArtifactID    string
+	CorrelationID string
+	Action        string
+	Limit         int
+	AfterID       string // exclusive start: the last audit id of the previous page
+}
+
+// AuditPage is a page of audit rows, newest first.
+type AuditPage struct {
+	Items []*AuditEvent
+	More  bool
 }

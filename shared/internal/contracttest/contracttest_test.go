@@ -137,6 +137,8 @@ func TestOperationShape(t *testing.T) {
 		{"POST", base + "/{artifact_id}/revoke", "revokeArtifact", [][]string{{"200", "404", "409"}, post}},
 		{"POST", base + "/{artifact_id}/verify", "requestVerification", [][]string{{"202", "404", "409"}, post}},
 		{"GET", policyPath, "getArtifactPolicy", [][]string{{"200"}}},
+		{"GET", base + "/{artifact_id}/audit-events", "listArtifactAuditEvents", [][]string{{"200", "404"}}},
+		{"GET", "/api/v1/projects/{project_id}/audit-events", "listAuditEvents", [][]string{{"200"}}},
 		{"PUT", policyPath, "putArtifactPolicy", [][]string{{"200", "409"}, post}},
 	}
 	for _, tc := range tests {
