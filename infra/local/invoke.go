@@ -20,7 +20,7 @@ import (
 
 	"github.com/gpuaas/app-artifacts/infra/local/cloud"
 	"github.com/gpuaas/app-artifacts/infra/local/rie"
-	"github.com/gpuaas/app-artifacts/shared/httpapi"
+	"github.com/gpuaas/app-artifacts/shared/app"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
 
@@ -60,12 +60,15 @@ func invokeCommand() *cobra.Command {
 
 // invoke returns the function's response, indented when it is JSON.
 func invoke(ctx context.Context, fn, eventFile, dynamoURL string) ([]byte, error) {
-	rt, ok := httpapi.RouteByLogicalID(fn)
-	if !ok {
-		var ids []string
-		for _, r := range httpapi.Routes {
-			ids = append(ids, r.LogicalID)
+	var rt *app.Function
+	var ids []string
+	for _, f := range app.Functions() {
+		ids = append(ids, f.LogicalID)
+		if f.LogicalID == fn {
+			rt = &f
 		}
+	}
+	if rt == nil {
 		return nil, fmt.Errorf("invoke: no function %q (one of %s)", fn, strings.Join(ids, ", "))
 	}
 	event, err := os.ReadFile(eventFile)
