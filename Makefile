@@ -86,7 +86,24 @@ bench: $(RIE)
 	  echo "Command: \`$(subst $$$$,$$$$,$(BENCH_CMD))\`"; echo; echo '```'; grep -E '^(Benchmark|goos|goarch|cpu|pkg)' .local/bench.txt; echo '```'; echo; \
 	  echo "## Cold start under the Lambda Runtime Interface Emulator"; echo; \
 	  echo "A real function (get-artifact) against a hello-world aws-lambda-go binary built the same way"; \
-	  echo "(SPEC section 10: init within 1.5x). init-ms is the emulator's INIT REPORT; first-response-ms"; \
+	  echo "(SPEC section 10: init within 1.5x). init-ms is the emulator's INIT REPORT; cold-ms"; \
 	  echo "runs from starting the emulator to the first invoke's answer."; echo; \
 	  echo "Command: \`$(subst $$$$,$$$$,$(COLD_CMD))\`"; echo; echo '```'; grep -E '^(Benchmark|pkg)' .local/bench-cold.txt; echo '```'; } > BENCHMARKS.md
 	@echo wrote BENCHMARKS.md
+
+# Each fuzz target for FUZZTIME (bounded); crashers land in testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./shared/artifact:FuzzCheckDigest ./shared/artifact:FuzzValidRepositoryName \
+	./shared/artifact:FuzzValidVersion ./shared/artifact:FuzzValidSlug \
+	./shared/cursor:FuzzOpen ./shared/cursor:FuzzTamper \
+	./shared/httpapi:FuzzRequest ./shared/httpapi:FuzzParseIdentity
+
+.PHONY: fuzz soak
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+# Larger reliability runs than make test (bounded in time).
+soak:
+	SOAK=1 $(GO) test -race -count=1 -timeout 20m -run 'Soak|LostResponse|Fault' ./shared/httpapi/

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,19 +13,6 @@ import (
 var AuditActions = []string{
 	"app_artifact.publish_intent", "app_artifact.register", "app_artifact.promote", "app_artifact.deprecate",
 	"app_artifact.retire", "app_artifact.verify", "app_artifact.revoke", "app_artifact.policy_update",
-}
-
-type auditPosition struct {
-	V       int    `json:"v"`
-	Project string `json:"p"`
-	Org     string `json:"o"`
-	Filter  string `json:"f"`
-	After   string `json:"a"`
-}
-
-type auditBody struct {
-	Items      []*AuditEvent `json:"items"`
-	NextCursor *string       `json:"next_cursor"`
 }
 
 // ListAudit answers a page of the project's audit rows, newest first: of
@@ -75,11 +61,11 @@ func (s *Service) ListAudit(ctx context.Context, r *Request, artifactID string, 
 	}
 	filter := shortHash(q.ArtifactID + "\x00" + q.CorrelationID + "\x00" + q.Action)
 	if cur := params["cursor"]; cur != "" {
-		var pos auditPosition
-		if s.Cursor.Open(cur, &pos) != nil || pos.V != 1 || pos.Project != r.ProjectID || pos.Filter != filter || pos.After == "" {
-			return nil, artifact.Invalid("invalid_cursor", "", "cursor is not one this service issued for this query")
+		after, err := s.openCursor(r, cur, filter)
+		if err != nil {
+			return nil, err
 		}
-		q.AfterID = pos.After
+		q.AfterID = after
 	}
 	var p *Project
 	var err error
@@ -108,17 +94,9 @@ func (s *Service) ListAudit(ctx context.Context, r *Request, artifactID string, 
 	} else if page, err = s.Store.AuditEvents(ctx, r.ProjectID, q); err != nil {
 		return nil, err
 	}
-	out := auditBody{Items: page.Items}
-	if page.More && len(page.Items) > 0 {
-		tok, err := s.Cursor.Seal(auditPosition{V: 1, Project: r.ProjectID, Org: r.OrgID, Filter: filter, After: page.Items[len(page.Items)-1].AuditID})
-		if err != nil {
-			return nil, artifact.Internal(err)
-		}
-		out.NextCursor = &tok
+	last := ""
+	if n := len(page.Items); n > 0 {
+		last = page.Items[n-1].AuditID
 	}
-	body, err := jsonBody(out)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{Status: http.StatusOK, Body: body}, nil
+	return pageResult(s, r, filter, page.Items, page.More, last)
 }

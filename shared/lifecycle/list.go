@@ -19,7 +19,9 @@ const (
 
 var listParams = []string{"lifecycle_state", "trust_state", "app_slug", "app_version", "channel", "limit", "cursor"}
 
-type listPosition struct {
+// position is what a cursor seals: where a page ended, for which project,
+// org and filters.
+type position struct {
 	V       int    `json:"v"`
 	Project string `json:"p"`
 	Org     string `json:"o"`
@@ -27,9 +29,43 @@ type listPosition struct {
 	After   string `json:"a"`
 }
 
-type listBody struct {
-	Items      []*artifact.Artifact `json:"items"`
-	NextCursor *string              `json:"next_cursor"`
+// pageBody is the body of every list route.
+type pageBody[T any] struct {
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// openCursor returns where the previous page ended, refusing a cursor that
+// is not this service's for this project, org and query.
+func (s *Service) openCursor(r *Request, cur, filter string) (string, error) {
+	var pos position
+	if s.Cursor.Open(cur, &pos) != nil || pos.V != 1 || pos.Project != r.ProjectID || pos.Filter != filter || pos.After == "" {
+		return "", artifact.Invalid("invalid_cursor", "", "cursor is not one this service issued for this query")
+	}
+	if pos.Org != r.OrgID {
+		return "", orgMismatch()
+	}
+	return pos.After, nil
+}
+
+// pageResult answers items, with a cursor after lastID when more follow.
+func pageResult[T any](s *Service, r *Request, filter string, items []T, more bool, lastID string) (*Result, error) {
+	out := pageBody[T]{Items: items}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	if more && len(items) > 0 {
+		tok, err := s.Cursor.Seal(position{V: 1, Project: r.ProjectID, Org: r.OrgID, Filter: filter, After: lastID})
+		if err != nil {
+			return nil, artifact.Internal(err)
+		}
+		out.NextCursor = &tok
+	}
+	body, err := jsonBody(out)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Status: http.StatusOK, Body: body}, nil
 }
 
 func badParam(name, msg string) error {
@@ -49,14 +85,9 @@ func (s *Service) List(ctx context.Context, r *Request, params map[string]string
 	}
 	filter := filterHash(q)
 	if cur != "" {
-		var pos listPosition
-		if s.Cursor.Open(cur, &pos) != nil || pos.V != 1 || pos.Project != r.ProjectID || pos.Filter != filter || pos.After == "" {
-			return nil, artifact.Invalid("invalid_cursor", "", "cursor is not one this service issued for this query")
+		if q.AfterID, err = s.openCursor(r, cur, filter); err != nil {
+			return nil, err
 		}
-		if pos.Org != r.OrgID {
-			return nil, orgMismatch()
-		}
-		q.AfterID = pos.After
 	}
 	page, err := s.Store.ListArtifacts(ctx, r.ProjectID, q)
 	if err != nil {
@@ -70,22 +101,11 @@ func (s *Service) List(ctx context.Context, r *Request, params map[string]string
 			return nil, orgMismatch()
 		}
 	}
-	out := listBody{Items: page.Items}
-	if out.Items == nil {
-		out.Items = []*artifact.Artifact{}
+	last := ""
+	if n := len(page.Items); n > 0 {
+		last = page.Items[n-1].ArtifactID
 	}
-	if page.More && len(page.Items) > 0 {
-		tok, err := s.Cursor.Seal(listPosition{V: 1, Project: r.ProjectID, Org: r.OrgID, Filter: filter, After: page.Items[len(page.Items)-1].ArtifactID})
-		if err != nil {
-			return nil, artifact.Internal(err)
-		}
-		out.NextCursor = &tok
-	}
-	body, err := jsonBody(out)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{Status: http.StatusOK, Body: body}, nil
+	return pageResult(s, r, filter, page.Items, page.More, last)
 }
 
 func parseList(params map[string]string) (ListQuery, string, error) {

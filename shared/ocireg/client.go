@@ -77,34 +77,30 @@ func (c *Client) repository(repo string) (name.Repository, error) {
 // ManifestByTag returns the manifest bytes at repo:tag, or
 // signature.ErrNotFound.
 func (c *Client) ManifestByTag(ctx context.Context, repo, tag string) ([]byte, error) {
-	r, err := c.repository(repo)
-	if err != nil {
-		return nil, err
-	}
-	ref, err := name.NewTag(r.String()+":"+tag, c.nameOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("ocireg: tag %q: %w", tag, err)
-	}
-	d, err := c.puller.Get(ctx, ref)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return d.Manifest, nil
+	return c.manifest(ctx, repo, func(r name.Repository) (name.Reference, error) {
+		return name.NewTag(r.String()+":"+tag, c.nameOpts...)
+	})
 }
 
 // Manifest returns the manifest bytes of repo@digest, or
 // signature.ErrNotFound. go-containerregistry checks the bytes against
 // digest.
 func (c *Client) Manifest(ctx context.Context, repo, digest string) ([]byte, error) {
+	return c.manifest(ctx, repo, func(r name.Repository) (name.Reference, error) {
+		return name.NewDigest(r.String()+"@"+digest, c.nameOpts...)
+	})
+}
+
+func (c *Client) manifest(ctx context.Context, repo string, ref func(name.Repository) (name.Reference, error)) ([]byte, error) {
 	r, err := c.repository(repo)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := name.NewDigest(r.String()+"@"+digest, c.nameOpts...)
+	rf, err := ref(r)
 	if err != nil {
-		return nil, fmt.Errorf("ocireg: digest %q: %w", digest, err)
+		return nil, fmt.Errorf("ocireg: reference in %q: %w", repo, err)
 	}
-	d, err := c.puller.Get(ctx, ref)
+	d, err := c.puller.Get(ctx, rf)
 	if err != nil {
 		return nil, mapErr(err)
 	}
