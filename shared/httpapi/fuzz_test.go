@@ -213,31 +213,43 @@ func FuzzRequest(f *testing.F) {
 // FuzzParseIdentity: any claims parse or are refused 403 invalid_identity,
 // never panic; an identity holds only permissions the SPEC's table gives
 // the known roles its claims name, project roles only for their project.
+// One more claim of any name and value makes the map arbitrary (it may
+// replace one of the others).
 func FuzzParseIdentity(f *testing.F) {
-	for _, s := range [][6]string{
-		{"u", "org-acme", "user", "p1:admin", "", "p1"},
-		{"u", "org-acme", "", "[p2:admin p1:developer]", "trust_admin", "p1"},
-		{"u", "org-acme", "service_account", "p1:trust_admin", "admin", "p1"},
-		{"u", "org-acme", "robot", "p1:admin", "", "p1"},
-		{"", "org-acme", "user", "p1:admin", "", "p1"},
-		{strings.Repeat("u", 257), "org-acme", "user", "p1:admin", "", "p1"},
-		{"u", "Org/X", "user", "p1:admin", "", "p1"},
-		{"u", "o", "user", "p1:admin,p1:viewer , :admin p1: :", "operator,,trust_admin", "p1"},
-		{"u", "o", "user", "p1:admin:extra p1:Admin P1:admin", "TRUST_ADMIN", "p1"},
-		{"u", "o", "user", "p1:admin\tp2:viewer", "operator\ttrust_admin", "p2"},
-		{"u", "o", "user", "[[p1:admin]]", "[operator]", "p1"},
-		{"u", "o", "user", "p1:admin", "", ""},
+	for _, s := range [][8]string{
+		{"u", "org-acme", "user", "p1:admin", "", "p1", "", ""},
+		{"u", "org-acme", "", "[p2:admin p1:developer]", "trust_admin", "p1", "scope", "openid"},
+		{"u", "org-acme", "service_account", "p1:trust_admin", "admin", "p1", "", ""},
+		{"u", "org-acme", "robot", "p1:admin", "", "p1", "", ""},
+		{"", "org-acme", "user", "p1:admin", "", "p1", "", ""},
+		{strings.Repeat("u", 257), "org-acme", "user", "p1:admin", "", "p1", "", ""},
+		{"u", "Org/X", "user", "p1:admin", "", "p1", "", ""},
+		{"u", "o", "user", "p1:admin,p1:viewer , :admin p1: :", "operator,,trust_admin", "p1", "", ""},
+		{"u", "o", "user", "p1:admin:extra p1:Admin P1:admin", "TRUST_ADMIN", "p1", "", ""},
+		{"u", "o", "user", "p1:admin\tp2:viewer", "operator\ttrust_admin", "p2", "", ""},
+		{"u", "o", "user", "[[p1:admin]]", "[operator]", "p1", "", ""},
+		{"u", "o", "user", "p1:admin", "", "", "", ""},
+		{"u", "o", "user", "", "", "p1", "project_roles", "p1:admin"},
+		{"u", "o", "user", "p1:viewer", "", "p1", "platform_roles", "trust_admin"},
+		{"u", "o", "user", "p1:viewer", "", "p1", "sub", ""},
+		{"u", "o", "user", "p1:viewer", "", "p1", "org_id", "other-org"},
+		{"u", "o", "user", "p1:viewer", "", "p1", "Project_Roles", "p1:admin"},
 	} {
-		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], true)
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], true)
 	}
-	f.Add("u", "o", "user", "p1:admin", "", "p1", false)
-	f.Fuzz(func(t *testing.T, sub, org, ptype, projectRoles, platformRoles, project string, authorizer bool) {
+	f.Add("u", "o", "user", "p1:admin", "", "p1", "", "", false)
+	f.Fuzz(func(t *testing.T, sub, org, ptype, projectRoles, platformRoles, project, extraName, extraValue string, authorizer bool) {
 		ev := &events.APIGatewayV2HTTPRequest{}
+		claims := map[string]string{"sub": sub, "org_id": org, "principal_type": ptype, "project_roles": projectRoles, "platform_roles": platformRoles}
+		if extraName != "" {
+			claims[extraName] = extraValue
+		}
 		if authorizer {
-			claims := map[string]string{"sub": sub, "org_id": org, "principal_type": ptype, "project_roles": projectRoles, "platform_roles": platformRoles}
 			ev.RequestContext.Authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
 				JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: claims}}
 		}
+		sub, org, ptype = claims["sub"], claims["org_id"], claims["principal_type"]
+		projectRoles, platformRoles = claims["project_roles"], claims["platform_roles"]
 		id, err := httpapi.ParseIdentity(ev)
 		usable := authorizer && sub != "" && len(sub) <= 256 && artifact.ValidID(org) && (ptype == "" || ptype == "user" || ptype == "service_account")
 		if err != nil {
@@ -246,12 +258,12 @@ func FuzzParseIdentity(f *testing.F) {
 				t.Fatalf("ParseIdentity refused with %#v, want 403 invalid_identity", err)
 			}
 			if usable {
-				t.Fatalf("usable claims refused: sub %q org %q type %q: %v", sub, org, ptype, err)
+				t.Fatalf("usable claims refused: %q: %v", claims, err)
 			}
 			return
 		}
 		if !usable {
-			t.Fatalf("unusable claims accepted: authorizer %v sub %q org %q type %q", authorizer, sub, org, ptype)
+			t.Fatalf("unusable claims accepted: authorizer %v, %q", authorizer, claims)
 		}
 		wantType := artifact.PrincipalType(ptype)
 		if ptype == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -30,9 +31,9 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/obs"
 )
 
-// TestModel runs modelWorkers rapid checks in parallel, each of
-// modelSequences/modelWorkers random sequences by default (-rapid.checks or
-// RAPID_CHECKS set the number per worker; -short divides it by 5).
+// TestModel runs modelWorkers rapid checks in parallel, together
+// modelSequences random sequences by default (-rapid.checks or RAPID_CHECKS
+// set the number per worker; -short divides it by 5).
 const (
 	modelSequences = 1000
 	modelWorkers   = 2
@@ -502,7 +503,7 @@ type seqRun struct {
 	id    int64
 	// what the checks saw last
 	cids     []string // correlation ids of the step's mutations
-	changed  []string // artifacts the model changed in the step
+	changed  []string // artifacts the step changed, by the model or by an audit row
 	seenRows int
 	rowsPer  map[string]int
 	seen     map[string]*artifact.Artifact
@@ -653,8 +654,6 @@ func (s *seqRun) anyMutation(name string, as who) mcall {
 	return s.transitionCall(route, name, as)
 }
 
-var allPersonas = []string{"dev", "admin", "viewer", "trust_admin", "operator", "foreign_dev", "foreign_admin", "foreign_trust_admin", "other_dev"}
-
 func (s *seqRun) step(op string) {
 	rt := s.rt
 	switch op {
@@ -785,6 +784,7 @@ func (s *seqRun) call(c mcall) resp {
 		a.revision++
 		a.audits++
 		s.m.audits++
+		s.changed = append(s.changed, a.id)
 	}
 	switch c.route {
 	case "list-artifacts":
@@ -888,6 +888,7 @@ func (s *seqRun) verdict() {
 		a.revision++
 		a.audits++
 		s.m.audits++
+		s.changed = append(s.changed, a.id)
 	}
 }
 
@@ -923,7 +924,7 @@ func (s *seqRun) list() {
 		if page > len(s.m.arts)+1 {
 			rt.Fatalf("list %v: more pages than artifacts", q)
 		}
-		r := s.call(mcall{route: "list-artifacts", asName: name, as: as, project: s.m.p, query: maps(q)})
+		r := s.call(mcall{route: "list-artifacts", asName: name, as: as, project: s.m.p, query: maps.Clone(q)})
 		for _, it := range r.json["items"].([]any) {
 			item := it.(map[string]any)
 			id := item["artifact_id"].(string)
@@ -942,14 +943,6 @@ func (s *seqRun) list() {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		rt.Fatalf("list %s=%s: got %v, want %v", filter, value, got, want)
 	}
-}
-
-func maps(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // check holds what the step did against the model: the audit rows its
@@ -973,7 +966,8 @@ func (s *seqRun) check() {
 		s.checkRow(ev)
 		s.changed = append(s.changed, *ev.ArtifactID)
 	}
-	for _, id := range s.changed {
+	slices.Sort(s.changed)
+	for _, id := range slices.Compact(s.changed) {
 		got, _, err := s.store.GetArtifact(ctx, s.m.p, id)
 		if err != nil {
 			rt.Fatal(err)
