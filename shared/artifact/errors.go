@@ -78,7 +78,7 @@ func Forbidden(reason, msg string, kv ...any) *Error {
 
 // Unavailable wraps a storage failure the caller may retry.
 func Unavailable(reason string, err error) *Error {
-	e := Errorf(CodeServiceUnavailable, reason, "the artifact store is temporarily unavailable; retry with the same idempotency key")
+	e := Errorf(CodeServiceUnavailable, reason, "the artifact store is temporarily unavailable; retry after Retry-After seconds (a mutation with the same idempotency key)")
 	e.Err = err
 	return e
 }

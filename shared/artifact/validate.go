@@ -84,9 +84,11 @@ var MediaTypes = []string{
 	"application/vnd.docker.distribution.manifest.list.v2+json",
 }
 
-// ValidSlug reports whether s is an app slug.
+// ValidSlug reports whether s is an app slug: SPEC's ^[a-z][a-z0-9-]{1,62}$,
+// and not ending in a hyphen, since the slug is the last component of the
+// app's repository and no OCI or ECR path component may end in one (ADR 0004).
 func ValidSlug(s string) bool {
-	return len(s) >= 2 && len(s) <= 63 && s[0] >= 'a' && s[0] <= 'z' &&
+	return len(s) >= 2 && len(s) <= 63 && s[0] >= 'a' && s[0] <= 'z' && s[len(s)-1] != '-' &&
 		all(s[1:], func(c byte) bool { return lowerAlnum(c) || c == '-' })
 }
 

@@ -42,12 +42,12 @@ func (c *Codec) Open(tok string, v any) error {
 	if !ok {
 		return ErrInvalid
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(p)
-	if err != nil {
+	payload, ok := canonical(p)
+	if !ok {
 		return ErrInvalid
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || !hmac.Equal(sig, c.mac(payload)) {
+	sig, ok := canonical(s)
+	if !ok || !hmac.Equal(sig, c.mac(payload)) {
 		return ErrInvalid
 	}
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
@@ -56,6 +56,17 @@ func (c *Codec) Open(tok string, v any) error {
 		return ErrInvalid
 	}
 	return nil
+}
+
+// canonical decodes s only if s is exactly how Seal spells those bytes: the
+// base64 decoder alone would also take CR/LF anywhere and non-zero trailing
+// bits, so one token would have many spellings and an edit could go unseen.
+func canonical(s string) ([]byte, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || base64.RawURLEncoding.EncodeToString(b) != s {
+		return nil, false
+	}
+	return b, true
 }
 
 func (c *Codec) mac(payload []byte) []byte {

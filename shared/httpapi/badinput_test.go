@@ -36,6 +36,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 	}{
 		{"slug uppercase", reg(with("app_slug", "Bad-App")), 400, "invalid_request", "invalid_field"},
 		{"slug too short", reg(with("app_slug", "a")), 400, "invalid_request", "invalid_field"},
+		{"slug ending in a hyphen", reg(with("app_slug", "bad-app-")), 400, "invalid_request", "invalid_field"},
 		{"version not a tag", reg(with("app_version", "-1.0")), 400, "invalid_request", "invalid_field"},
 		{"version too long", reg(with("app_version", strings.Repeat("v", 129))), 400, "invalid_request", "invalid_field"},
 		{"unknown kind", reg(with("artifact_kind", "vm_image")), 400, "invalid_request", "invalid_field"},

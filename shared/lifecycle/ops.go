@@ -69,7 +69,7 @@ func checkFields(fs []fieldCheck) error {
 
 func commonFields(slug, version, kind, source *string) []fieldCheck {
 	return []fieldCheck{
-		{"app_slug", slug, artifact.ValidSlug, "app_slug must match ^[a-z][a-z0-9-]{1,62}$"},
+		{"app_slug", slug, artifact.ValidSlug, "app_slug must match ^[a-z][a-z0-9-]{1,62}$ and not end with a hyphen"},
 		{"app_version", version, artifact.ValidVersion, "app_version must be an OCI tag: ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"},
 		{"artifact_kind", kind, func(s string) bool { return artifact.ValidKind(artifact.Kind(s)) }, "artifact_kind must be container_image, helm_chart or oci_artifact"},
 		{"source_type", source, func(s string) bool { return artifact.ValidSourceType(artifact.SourceType(s)) }, "source_type must be platform_push or pull_through_cache"},
