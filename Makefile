@@ -105,5 +105,8 @@ fuzz:
 	  echo "== $$fn ($$pkg, $(FUZZTIME))"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 # Larger reliability runs than make test (bounded in time).
+# The figures (t.Logf lines) are kept in .local/soak.txt and printed.
 soak:
-	SOAK=1 $(GO) test -race -count=1 -timeout 20m -run 'Soak|LostResponse|Fault' ./shared/httpapi/
+	@mkdir -p .local
+	@SOAK=1 $(GO) test -race -count=1 -v -timeout 20m -run 'Soak|LostResponse|Fault' ./shared/httpapi/ > .local/soak.txt 2>&1; rc=$$?; \
+	  grep -v -e '^=== ' -e '^    --- PASS' .local/soak.txt; exit $$rc

@@ -375,6 +375,7 @@ func newFaultEnv(t testing.TB, sdkRetries int) (*env, *faultInjector) {
 		}
 	})
 	in.table = e.table
+	e.faulty = true
 	return e, in
 }
 
