@@ -58,19 +58,28 @@ const (
 	pushIdempotencyPrefix = "ecr-push:"
 )
 
+// PushResult is what became of a push.
+type PushResult struct {
+	Outcome    string // one of the Push* outcomes
+	ArtifactID string // the artifact registered, or the one already holding the digest
+	// Reason is the refusal's details.reason when Outcome is PushRejected
+	// (an invalid media type, say), for the log line.
+	Reason string
+}
+
 // RegisterPush registers a pushed digest against the open publish intent for
 // its repository and tag, as the intent's creator, in one transaction with
 // the intent's fulfilment and the audit row. The idempotency key derives
 // from the push itself, so a duplicated or replayed event registers once.
 // Outcomes other than PushRegistered write nothing; an error is transient.
-func (s *Service) RegisterPush(ctx context.Context, p Push) (outcome, artifactID string, err error) {
+func (s *Service) RegisterPush(ctx context.Context, p Push) (PushResult, error) {
 	intents, err := s.Store.IntentsFor(ctx, p.RepositoryName, p.Tag)
 	if err != nil {
-		return "", "", err
+		return PushResult{}, err
 	}
 	now := s.now()
 	var intent *artifact.PublishIntent
-	outcome = PushNoIntent
+	outcome := PushNoIntent
 	for _, it := range intents {
 		switch it.StatusAt(now) {
 		case artifact.IntentOpen:
@@ -96,7 +105,7 @@ func (s *Service) RegisterPush(ctx context.Context, p Push) (outcome, artifactID
 			}
 		}
 		if intent == nil {
-			return outcome, "", nil
+			return PushResult{Outcome: outcome}, nil
 		}
 	}
 	r := &Request{
@@ -119,18 +128,18 @@ func (s *Service) RegisterPush(ctx context.Context, p Push) (outcome, artifactID
 		e := artifact.AsError(err)
 		switch {
 		case e.Code == artifact.CodeAlreadyExists:
-			return PushDigestRegistered, detailString(e, "existing_artifact_id"), nil
+			return PushResult{Outcome: PushDigestRegistered, ArtifactID: detailString(e, "existing_artifact_id")}, nil
 		case e.Reason() == "publish_intent_not_open":
-			return PushIntentNotOpen, "", nil
+			return PushResult{Outcome: PushIntentNotOpen}, nil
 		case e.Code == artifact.CodeInvalidRequest || e.Code == artifact.CodeInsufficientPermissions:
-			return PushRejected, "", nil
+			return PushResult{Outcome: PushRejected, Reason: e.Reason()}, nil
 		}
-		return "", "", err
+		return PushResult{}, err
 	}
 	if res.Replayed {
-		return PushReplayed, res.ArtifactID, nil
+		return PushResult{Outcome: PushReplayed, ArtifactID: res.ArtifactID}, nil
 	}
-	return PushRegistered, res.ArtifactID, nil
+	return PushResult{Outcome: PushRegistered, ArtifactID: res.ArtifactID}, nil
 }
 
 // pushKey is the idempotency key of a push: the same repository, tag and

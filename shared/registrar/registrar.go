@@ -40,14 +40,17 @@ func (g *Registrar) Handle(ctx context.Context, ev events.ECRImageActionEvent) e
 	start := g.Now()
 	ctx, calls := obs.WithCallCounter(ctx)
 	d := ev.Detail
-	outcome, artifactID, err := g.handle(ctx, ev)
+	res, err := g.handle(ctx, ev)
 	attrs := []any{"event_id", ev.ID, "repository_name", d.RepositoryName, "image_tag", d.ImageTag, "image_digest", d.ImageDigest,
-		"outcome", outcome, "artifact_id", artifactID, "dynamodb_calls", calls.Load(),
+		"outcome", res.Outcome, "artifact_id", res.ArtifactID, "dynamodb_calls", calls.Load(),
 		"latency_ms", float64(g.Now().Sub(start).Microseconds()) / 1000,
 		"_aws", map[string]any{"Timestamp": time.Now().UnixMilli(), "CloudWatchMetrics": []any{map[string]any{
 			"Namespace": obs.Namespace, "Dimensions": [][]string{{"function", "outcome"}},
 			"Metrics": []any{map[string]any{"Name": "pushes", "Unit": "Count"}},
 		}}}, "pushes", 1,
+	}
+	if res.Reason != "" {
+		attrs = append(attrs, "reason", res.Reason)
 	}
 	if err != nil {
 		g.Logger.ErrorContext(ctx, "push registration failed transiently; the event will be retried", append(attrs, "error", err.Error())...)
@@ -57,17 +60,17 @@ func (g *Registrar) Handle(ctx context.Context, ev events.ECRImageActionEvent) e
 	return nil
 }
 
-func (g *Registrar) handle(ctx context.Context, ev events.ECRImageActionEvent) (string, string, error) {
+func (g *Registrar) handle(ctx context.Context, ev events.ECRImageActionEvent) (lifecycle.PushResult, error) {
 	d := ev.Detail
 	if d.ActionType != "PUSH" || d.Result != "SUCCESS" || !strings.HasPrefix(d.RepositoryName, "gpuaas/") || d.ImageTag == "" || d.ImageDigest == "" {
-		return ignored, "", nil
+		return lifecycle.PushResult{Outcome: ignored}, nil
 	}
 	_, mediaType, err := g.Manifests.Manifest(ctx, d.RepositoryName, d.ImageDigest)
 	if errors.Is(err, ecr.ErrNotFound) {
-		return imageGone, "", nil // deleted since the push: nothing to register
+		return lifecycle.PushResult{Outcome: imageGone}, nil // deleted since the push: nothing to register
 	}
 	if err != nil {
-		return "", "", err
+		return lifecycle.PushResult{}, err
 	}
 	return g.Service.RegisterPush(ctx, lifecycle.Push{
 		RepositoryName: d.RepositoryName, Tag: d.ImageTag, Digest: d.ImageDigest, MediaType: mediaType, EventID: ev.ID,
