@@ -331,15 +331,26 @@ func (s *Service) Get(ctx context.Context, r *Request, artifactID string) (*Resu
 // Verifier is the principal the asynchronous verifier acts as.
 var Verifier = artifact.Principal{PrincipalID: "gpuaas-verifier", PrincipalType: artifact.PrincipalServiceAccount}
 
-// RecordVerdict sets the verifier's verdict on a, which was read unverified:
-// one transaction guarded by the revision read, with an app_artifact.verify
-// audit row. If the artifact moved meanwhile it is read again, and the
-// verdict applies only while it is still unverified, so duplicate or late
+// Decide is the verifier's check of an artifact read unverified, under its
+// project's policy (p may be nil: the defaults apply). A transient
+// dependency failure is an error, never a verdict.
+type Decide func(ctx context.Context, a *artifact.Artifact, p *Project) (artifact.Command, error)
+
+// RecordVerdict sets the verifier's verdict on a, which was read unverified
+// with its project p: one transaction guarded by the revision read, with an
+// app_artifact.verify audit row. If the artifact moved meanwhile it is read
+// again and, while still unverified, decided again from scratch: a verdict
+// is only ever written on the revision it was decided for, so a late event
+// cannot carry an old verdict across a re-verification. Duplicate or late
 // events give one verdict. It reports whether this call wrote one.
-func (s *Service) RecordVerdict(ctx context.Context, r *Request, a *artifact.Artifact, cmd artifact.Command) (bool, error) {
+func (s *Service) RecordVerdict(ctx context.Context, r *Request, a *artifact.Artifact, p *Project, decide Decide) (bool, error) {
 	for attempt := 0; ; attempt++ {
 		if a == nil || a.Trust != artifact.Unverified {
 			return false, nil
+		}
+		cmd, err := decide(ctx, a, p)
+		if err != nil {
+			return false, err
 		}
 		now := s.now()
 		next, _, err := artifact.Apply(a, cmd, nil, now)
@@ -363,7 +374,7 @@ func (s *Service) RecordVerdict(ctx context.Context, r *Request, a *artifact.Art
 			return false, err
 		}
 		s.sleep(ctx, attempt)
-		if a, _, err = s.Store.GetArtifact(ctx, a.ProjectID, a.ArtifactID); err != nil {
+		if a, p, err = s.Store.GetArtifact(ctx, a.ProjectID, a.ArtifactID); err != nil {
 			return false, err
 		}
 	}

@@ -185,7 +185,9 @@ func (f *fixture) verdict(id string, cmd artifact.Command) {
 	}
 	r := f.request(lifecycle.Verifier.PrincipalID, lifecycle.Verifier.PrincipalType, nil)
 	r.IdemKey, r.Fingerprint = "", ""
-	wrote, err := f.svc.RecordVerdict(context.Background(), r, a, cmd)
+	wrote, err := f.svc.RecordVerdict(context.Background(), r, a, nil, func(context.Context, *artifact.Artifact, *lifecycle.Project) (artifact.Command, error) {
+		return cmd, nil
+	})
 	if err != nil || !wrote {
 		f.t.Fatalf("verdict on %s: wrote=%v err=%v", id, wrote, err)
 	}

@@ -96,17 +96,20 @@ func (v *Verifier) run(ctx context.Context, t trigger) (outcome, reason string, 
 	if a == nil || a.Trust != artifact.Unverified {
 		return "skipped", "", nil // nothing to do: gone, or a verdict already exists
 	}
-	policy := artifact.DefaultPolicy()
-	if p != nil && p.Policy != nil {
-		policy = p.Policy
-	}
-	verdict, err := v.Check(ctx, a, policy)
-	if err != nil {
-		return "error", "", err
-	}
-	cmd := artifact.Command{Action: artifact.ActionVerificationPass, KeyID: verdict.KeyID}
-	if verdict.Reason != "" {
-		cmd = artifact.Command{Action: artifact.ActionVerificationFail, Reason: verdict.Reason}
+	var verdict Verdict
+	decide := func(ctx context.Context, a *artifact.Artifact, p *lifecycle.Project) (artifact.Command, error) {
+		policy := artifact.DefaultPolicy()
+		if p != nil && p.Policy != nil {
+			policy = p.Policy
+		}
+		var err error
+		if verdict, err = v.Check(ctx, a, policy); err != nil {
+			return artifact.Command{}, err
+		}
+		if verdict.Reason != "" {
+			return artifact.Command{Action: artifact.ActionVerificationFail, Reason: verdict.Reason}, nil
+		}
+		return artifact.Command{Action: artifact.ActionVerificationPass, KeyID: verdict.KeyID}, nil
 	}
 	trace := ""
 	if t.TraceID != nil {
@@ -116,7 +119,7 @@ func (v *Verifier) run(ctx context.Context, t trigger) (outcome, reason string, 
 		Caller:    lifecycle.Caller{Principal: lifecycle.Verifier, OrgID: a.OrgID, CorrelationID: t.CorrelationID, TraceID: trace},
 		ProjectID: a.ProjectID, IdemKey: "event:" + t.AuditID,
 	}
-	wrote, err := v.Service.RecordVerdict(ctx, req, a, cmd)
+	wrote, err := v.Service.RecordVerdict(ctx, req, a, p, decide)
 	if err != nil {
 		return "error", "", err
 	}
