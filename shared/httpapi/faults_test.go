@@ -467,6 +467,9 @@ type faultRoute struct {
 	action  string // audit action of a success; "" for reads
 	entity  string // entity a success adds ("" if it only updates)
 	prepare func(e *env) string
+	// writeRetry: after a transaction conflict the route tries its write
+	// again without reading again (what it read cannot change the write).
+	writeRetry bool
 }
 
 var faultTrustAdmin = platform("trust_admin")
@@ -485,9 +488,9 @@ func faultRoutes() []faultRoute {
 			prepare: registered},
 		{name: "audit", route: "list-audit-events", ops: []string{opBatchGet, opQuery}, as: platform("operator"), status: 200,
 			prepare: func(e *env) string { e.register(projectA); e.register(projectA); return "" }},
-		{name: "publish-intent", route: "create-publish-intent", ops: []string{opTransact}, as: dev(projectA), status: 201,
+		{name: "publish-intent", route: "create-publish-intent", ops: []string{opBatchGet, opTransact}, as: dev(projectA), status: 201,
 			body:   `{"app_slug":"fault-app","app_version":"3.1.4","artifact_kind":"container_image","source_type":"platform_push"}`,
-			action: "app_artifact.publish_intent", entity: "publish_intent", prepare: func(*env) string { return "" }},
+			action: "app_artifact.publish_intent", entity: "publish_intent", prepare: func(*env) string { return "" }, writeRetry: true},
 		{name: "register", route: "register-artifact", ops: []string{opTransact}, as: dev(projectA), status: 201,
 			body:   registerBody(projectA, "fault-app", "3.1.4", digest(31415926)),
 			action: "app_artifact.register", entity: "artifact", prepare: func(*env) string { return "" }},
@@ -557,16 +560,18 @@ type faultCase struct {
 // faultCombos are schedules of two faults in one request: a conflict the
 // service retries, then a second fault on the attempt after it.
 func faultCombos(fr faultRoute) map[string]faultCase {
-	if len(fr.ops) == 2 { // read, then write, then (after a conflict) read again
+	if len(fr.ops) == 2 && !fr.writeRetry { // read, then write, then (after a conflict) read again
 		return map[string]faultCase{
 			"conflict-then-throttle":             {[]faultRule{{opTransact, 1, faultConflict, false}, {opBatchGet, 2, faultThrottle, false}}, outUnavailable, 3},
 			"conflict-then-timeout":              {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, faultTimeout, false}}, outUnavailable, 4},
 			"conflict-then-timeout-after-commit": {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, faultTimeoutAfterCommit, false}}, outCommitted, 4},
 		}
 	}
+	// The write alone is tried again (after whatever was read once).
+	n := len(fr.ops) + 1
 	return map[string]faultCase{
-		"conflict-then-throttle":         {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, faultThrottle, false}}, outUnavailable, 2},
-		"conflict-then-5xx-after-commit": {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, fault5xxAfterCommit, false}}, outCommitted, 2},
+		"conflict-then-throttle":         {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, faultThrottle, false}}, outUnavailable, n},
+		"conflict-then-5xx-after-commit": {[]faultRule{{opTransact, 1, faultConflict, false}, {opTransact, 2, fault5xxAfterCommit, false}}, outCommitted, n},
 	}
 }
 

@@ -111,7 +111,10 @@ func TestDynamoDBRoundTrips(t *testing.T) {
 		r    req
 		want int
 	}{
-		{"create-publish-intent", req{route: "create-publish-intent", as: dev(projectA), body: `{"app_slug":"x-app","app_version":"1","artifact_kind":"helm_chart","source_type":"platform_push"}`}, 1},
+		// An intent reads its project and idempotency record before it may
+		// touch the registry, then writes: 2; its replay reads only: 1.
+		{"create-publish-intent", req{route: "create-publish-intent", as: dev(projectA), body: `{"app_slug":"x-app","app_version":"1","artifact_kind":"helm_chart","source_type":"platform_push"}`, idemKey: "intent-key-1"}, 2},
+		{"create-publish-intent replay", req{route: "create-publish-intent", as: dev(projectA), body: `{"app_slug":"x-app","app_version":"1","artifact_kind":"helm_chart","source_type":"platform_push"}`, idemKey: "intent-key-1"}, 1},
 		{"get-artifact", req{route: "get-artifact", as: viewer(projectA), artifact: id}, 1},
 		{"list-artifacts", req{route: "list-artifacts", as: viewer(projectA)}, 1},
 		{"promote-artifact", req{route: "promote-artifact", as: dev(projectA), artifact: id, body: `{"channel":"dev"}`, idemKey: "promote-key-1"}, 2},

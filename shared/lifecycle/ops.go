@@ -97,6 +97,21 @@ func (s *Service) CreateIntent(ctx context.Context, r *Request, in *IntentInput)
 	if err != nil {
 		return nil, err
 	}
+	// Nothing reaches the registry for a request that would not commit: a
+	// replay answers from its record (even while the registry is down), a
+	// reused key or a project of another org is refused, and only then is
+	// the repository made. The transaction below still guards all three
+	// against a concurrent writer.
+	p, rec, err := s.Store.LoadProject(ctx, r.ProjectID, new(s.scope(r)))
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil {
+		return replay(r, rec)
+	}
+	if p != nil && p.OrgID != r.OrgID {
+		return nil, orgMismatch()
+	}
 	if s.Repositories != nil {
 		// The repository must exist before anyone is told to push to it.
 		if err := s.Repositories.EnsureRepository(ctx, name); err != nil {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gpuaas/app-artifacts/infra/local/bus"
 	"github.com/gpuaas/app-artifacts/infra/local/cloud"
@@ -91,7 +94,11 @@ func TestPushRegistersAgainstTheOpenIntent(t *testing.T) {
 	}
 	registered := time.Since(pushed)
 	waitTrust(t, dev, id, "verified")
-	t.Logf("push to registered %v, push to verified %v", registered.Round(time.Millisecond), time.Since(pushed).Round(time.Millisecond))
+	verified := time.Since(pushed)
+	t.Logf("push to registered %v, push to verified %v", registered.Round(time.Millisecond), verified.Round(time.Millisecond))
+	if verified > 10*time.Second {
+		t.Fatalf("push to verified took %v, more than 10 s", verified)
+	}
 
 	got := dev.call("GET", base+"/publish-intents/"+intent.body["intent_id"].(string), "", nil)
 	if got.status != 200 || got.body["status"] != "fulfilled" || got.body["artifact_id"] != id {
@@ -100,8 +107,86 @@ func TestPushRegistersAgainstTheOpenIntent(t *testing.T) {
 	if err := st.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// One register row, in the intent creator's name, saying it came from the push.
+	rows := auditRows(t, st, "app_artifact.register")
+	if len(rows) != 1 {
+		t.Fatalf("%d register audit rows", len(rows))
+	}
+	row := rows[0]
+	if row.Actor.PrincipalID != "alice" || row.ArtifactID != id || row.Details["via"] != "ecr_push" ||
+		row.Details["event_id"] == nil || row.Details["event_id"] == "" || row.Details["publish_intent_id"] != intent.body["intent_id"] {
+		t.Fatalf("register audit row: %+v", row)
+	}
+}
+
+// pushAuditRow is what the push tests read of an audit row.
+type pushAuditRow struct {
+	Entity     string `dynamodbav:"entity"`
+	Action     string `dynamodbav:"action"`
+	ArtifactID string `dynamodbav:"artifact_id"`
+	Actor      struct {
+		PrincipalID string `dynamodbav:"principal_id"`
+	} `dynamodbav:"actor"`
+	Details map[string]any `dynamodbav:"details"`
+}
+
+// auditRows returns the table's audit rows of one action.
+func auditRows(t *testing.T, st *cloud.Stack, action string) []pushAuditRow {
+	t.Helper()
+	out, err := st.Dynamo.Client().Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(cloud.LocalTableName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []pushAuditRow
+	for _, it := range out.Items {
+		var row pushAuditRow
+		if err := attributevalueUnmarshal(it, &row); err != nil {
+			t.Fatal(err)
+		}
+		if row.Entity == "audit" && row.Action == action {
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// TestPushOfAnAlreadyRegisteredDigest: the same image pushed under a second
+// tag that has its own intent registers nothing new and is not an error (no
+// dead letter, no retry); the second intent stays open.
+func TestPushOfAnAlreadyRegisteredDigest(t *testing.T) {
+	st := start(t, t.TempDir())
+	defer st.Close()
+	dev := devClient(t, st)
+	first := createIntent(t, dev, "twice", "1.0.0")
+	second := createIntent(t, dev, "twice", "1.0.1")
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"1.0.0", "1.0.1"} {
+		ref, err := name.ParseReference(trimHTTP(st.RegistryURL)+"/"+first.body["repository_name"].(string)+":"+tag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if items := listed(t, dev, "twice"); len(items) != 1 {
+		t.Fatalf("%d artifacts for one digest", len(items))
+	}
 	if n := countAudit(t, st, "app_artifact.register"); n != 1 {
 		t.Fatalf("%d register audit rows", n)
+	}
+	if dl := st.Bus.DeadLetters(); len(dl) != 0 {
+		t.Fatalf("dead letters: %+v", dl)
+	}
+	got := dev.call("GET", base+"/publish-intents/"+second.body["intent_id"].(string), "", nil)
+	if got.status != 200 || got.body["status"] != "open" {
+		t.Fatalf("second intent: %d %s", got.status, got.raw)
 	}
 }
 
@@ -208,5 +293,28 @@ func TestIntentWhenTheRegistryFails(t *testing.T) {
 	}
 	if n := countAudit(t, st, "app_artifact.publish_intent"); n != 1 {
 		t.Fatalf("%d intent audit rows", n)
+	}
+
+	// The registry down again: the same request still replays (nothing to
+	// prepare), and requests that cannot succeed reach the registry not at
+	// all, so they create no repository, even once it is back.
+	st.Registry.FailECR("CreateRepository", registry.ErrServer)
+	during := dev.call("POST", base+"/publish-intents", body, hdr)
+	if during.status != 201 || during.raw != a.raw || during.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay while the registry is down: %d %s", during.status, during.raw)
+	}
+	st.Registry.FailECR("CreateRepository", nil)
+	reposBefore := st.Registry.Repositories()
+	reused := dev.call("POST", base+"/publish-intents", `{"app_slug":"other-app","app_version":"1.0.0","artifact_kind":"container_image","source_type":"platform_push"}`, hdr)
+	if reused.status != 422 || reused.body["error"].(map[string]any)["details"].(map[string]any)["reason"] != "idempotency_key_reused" {
+		t.Fatalf("key reused with another body: %d %s", reused.status, reused.raw)
+	}
+	evil := &client{t: t, base: st.APIURL, token: mint(t, st, cloud.Identity{Subject: "mallory", Org: "org-evil", ProjectRoles: []string{"proj-alpha:admin"}})}
+	foreign := evil.call("POST", base+"/publish-intents", `{"app_slug":"evil-app","app_version":"1.0.0","artifact_kind":"container_image","source_type":"platform_push"}`, nil)
+	if foreign.status != 403 || foreign.body["error"].(map[string]any)["details"].(map[string]any)["reason"] != "org_mismatch" {
+		t.Fatalf("another org's token: %d %s", foreign.status, foreign.raw)
+	}
+	if got := st.Registry.Repositories(); fmt.Sprint(got) != fmt.Sprint(reposBefore) {
+		t.Fatalf("refused requests created repositories: %v, before %v", got, reposBefore)
 	}
 }
