@@ -73,9 +73,14 @@ func (t *Table) AuditEvents(ctx context.Context, projectID string, q lifecycle.A
 		return nil, translate("dynamo.AuditEvents", err)
 	}
 	page := &lifecycle.AuditPage{Items: []*lifecycle.AuditEvent{}, More: len(out.LastEvaluatedKey) > 0}
+	if sk, _ := out.LastEvaluatedKey[attrSK].(*types.AttributeValueMemberS); sk != nil {
+		page.Last = sk.Value // where DynamoDB stopped reading, matched or not
+	} else {
+		page.More = false
+	}
 	for _, item := range out.Items {
 		if len(page.Items) == limit {
-			page.More = true
+			page.More, page.Last = true, page.Items[len(page.Items)-1].AuditID
 			break
 		}
 		var it auditItem

@@ -23,6 +23,7 @@ import (
 const (
 	attrPK        = "PK"
 	attrSK        = "SK"
+	attrEntity    = "entity"
 	skProject     = "PROJECT"
 	skGuard       = "GUARD"
 	skIdem        = "IDEMP"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -227,7 +228,9 @@ func (t *Table) ListArtifacts(ctx context.Context, projectID string, q lifecycle
 		if len(conds) > 1 {
 			f = expression.And(conds[0], conds[1], conds[2:]...)
 		}
-		b = b.WithFilter(f.Or(expression.Name(attrSK).Equal(expression.Value(skProject))))
+		// The project item passes every filter. By its entity: DynamoDB
+		// refuses a filter on a key attribute (SK), though minidyn allows it.
+		b = b.WithFilter(f.Or(expression.Name(attrEntity).Equal(expression.Value(entityProject))))
 		readAhead = int32(min(q.Limit*5+2, 500))
 	}
 	expr, err := b.Build()
@@ -247,6 +250,15 @@ func (t *Table) ListArtifacts(ctx context.Context, projectID string, q lifecycle
 		return nil, translate("dynamo.ListArtifacts", err)
 	}
 	res := &lifecycle.ListResult{More: len(out.LastEvaluatedKey) > 0}
+	if res.More {
+		// Where DynamoDB stopped reading, whether or not that item matched.
+		sk, _ := out.LastEvaluatedKey[attrSK].(*types.AttributeValueMemberS)
+		if sk == nil || !strings.HasPrefix(sk.Value, artifactSKPfx) {
+			res.More = false // only the project item was read: nothing follows it but artifacts read already
+		} else {
+			res.Last = strings.TrimPrefix(sk.Value, artifactSKPfx)
+		}
+	}
 	for _, item := range out.Items {
 		if sk, _ := item[attrSK].(*types.AttributeValueMemberS); sk != nil && sk.Value == skProject {
 			if res.Project, err = decodeProject(item); err != nil {
@@ -255,7 +267,7 @@ func (t *Table) ListArtifacts(ctx context.Context, projectID string, q lifecycle
 			continue
 		}
 		if len(res.Items) == q.Limit {
-			res.More = true
+			res.More, res.Last = true, res.Items[len(res.Items)-1].ArtifactID
 			break
 		}
 		a, err := decodeArtifact(item)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -91,24 +92,53 @@ func norm(s snap) snap {
 }
 
 func TestConcurrentDistinctKeysSerialize(t *testing.T) {
+	// 31 promotes, each into a channel of its own, and one deprecate, all
+	// with distinct keys on one artifact: every success is a change (no
+	// promote can be a no-op), so successes, audit rows and revision must
+	// agree exactly.
+	var chans []string
+	var policy strings.Builder
+	policy.WriteString(`{"channels":[`)
+	for i := range storm - 1 {
+		chans = append(chans, fmt.Sprintf("ch-%02d", i))
+		if i > 0 {
+			policy.WriteString(",")
+		}
+		fmt.Fprintf(&policy, `{"name":%q,"protected":false,"required_trust":["unverified","verified"],"signature_required":false}`, chans[i])
+	}
+	policy.WriteString(`],"signature_required":false,"trusted_keys":[],"allowed_source_types":["platform_push"],"pull_through_prefixes":[]}`)
 	for round := range 3 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			e := newEnv(t)
 			id := e.register(projectA)
-			e.setTrust(projectA, id, "verified")
-			channels := []string{"dev", "staging", "production"}
+			if r := e.do(req{route: "put-artifact-policy", as: platform("trust_admin"), body: policy.String()}); r.status != 200 {
+				t.Fatalf("policy: %d %s", r.status, r.body)
+			}
 			deprecateAt := []int{5, 16, 28}[round]
+			// The i-th request's channel: one each for the 31 promotes.
+			channelOf := func(i int) string {
+				if i > deprecateAt {
+					i--
+				}
+				return chans[i]
+			}
 			res := parallel(storm, func(i int) resp {
 				if i == deprecateAt {
 					return e.do(req{route: "deprecate-artifact", as: admin(projectA), artifact: id, body: `{"reason":"race"}`})
 				}
-				return e.do(req{route: "promote-artifact", as: admin(projectA), artifact: id, body: fmt.Sprintf(`{"channel":%q}`, channels[i%3])})
+				return e.do(req{route: "promote-artifact", as: dev(projectA), artifact: id, body: fmt.Sprintf(`{"channel":%q}`, channelOf(i))})
 			})
-			successes := 0
-			for _, r := range res {
+			successes, deprecated := 0, false
+			var promotedInto []string
+			for i, r := range res {
 				switch {
 				case r.status == 200:
 					successes++
+					if i == deprecateAt {
+						deprecated = true
+					} else {
+						promotedInto = append(promotedInto, channelOf(i))
+					}
 				case r.status == 409 && r.errCode() == "app_artifact_state_invalid":
 				default:
 					t.Errorf("loser answered %d %s", r.status, r.body)
@@ -120,7 +150,7 @@ func TestConcurrentDistinctKeysSerialize(t *testing.T) {
 			type row struct{ Before, After snap }
 			var rows []row
 			for _, a := range e.audits() {
-				if auditString(a, "action") == "app_artifact.register" {
+				if action := auditString(a, "action"); action == "app_artifact.register" || action == "app_artifact.policy_update" {
 					continue
 				}
 				var r row
@@ -132,7 +162,7 @@ func TestConcurrentDistinctKeysSerialize(t *testing.T) {
 				}
 				rows = append(rows, row{norm(r.Before), norm(r.After)})
 			}
-			cur := snap{Lifecycle: "published", Trust: "verified", Channels: []string{}}
+			cur := snap{Lifecycle: "published", Trust: "unverified", Channels: []string{}}
 			used := make([]bool, len(rows))
 			for step := range rows {
 				found := false
@@ -152,18 +182,23 @@ func TestConcurrentDistinctKeysSerialize(t *testing.T) {
 			if diff := cmp.Diff(cur, norm(stored)); diff != "" {
 				t.Fatalf("stored state is not the end of the serial order (-chain +stored):\n%s", diff)
 			}
+			// The serial order's effect is exactly the successes: every
+			// successful promote's channel is held, no refused one is.
+			slices.Sort(promotedInto)
+			held := slices.Sorted(slices.Values(norm(stored).Channels))
+			if diff := cmp.Diff(promotedInto, held); diff != "" {
+				t.Fatalf("channels held vs successful promotes (-promoted +stored):\n%s", diff)
+			}
+			if want := map[bool]string{true: "deprecated", false: "promoted"}[deprecated]; stored.Lifecycle != want && len(promotedInto) > 0 {
+				t.Fatalf("lifecycle %s, deprecate succeeded=%v", stored.Lifecycle, deprecated)
+			}
+			// revision counts changes after registration (revision 1).
 			revision := int(final.json["revision"].(float64))
-			changes := len(rows)
-			// No-op promotes (a channel already held) are successes without a change.
-			noops := successes - changes
-			if revision != 1+changes || noops < 0 {
-				t.Fatalf("revision %d, audit rows %d, successes %d", revision, changes, successes)
+			if successes != len(rows) || revision-1 != successes {
+				t.Fatalf("successes %d, audit rows %d, revision %d (want revision = 1 + successes = 1 + audit rows)", successes, len(rows), revision)
 			}
-			if stored.Lifecycle == "deprecated" && slices.Contains([]string{"published", "promoted"}, cur.Lifecycle) {
-				t.Fatalf("inconsistent")
-			}
-			t.Logf("round %d: %d successes (%d changes, %d no-ops), %d refused, revision %d, final %+v",
-				round, successes, changes, noops, storm-successes, revision, stored)
+			t.Logf("round %d: %d successes = %d audit rows = revision %d - 1; %d refused 409; final %s with %d channels",
+				round, successes, len(rows), revision, storm-successes, stored.Lifecycle, len(stored.Channels))
 		})
 	}
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"testing"
 
@@ -222,5 +223,66 @@ func TestListPagesFiltersAndCursor(t *testing.T) {
 		if r.status != 400 || r.reason() != "invalid_query_parameter" {
 			t.Errorf("limit=%s: %d %s", l, r.status, r.body)
 		}
+	}
+}
+
+// TestSparseFilterKeepsItsCursor: one deprecated artifact under many newer
+// ones. A filtered page reads a bounded number of items (one DynamoDB call)
+// and may match none of them; it must still hand back a cursor, so that
+// following cursors finds every match, one call per page. The filter itself
+// must be one real DynamoDB accepts (no key attribute: ddbtest refuses one).
+func TestSparseFilterKeepsItsCursor(t *testing.T) {
+	e := newEnv(t)
+	old := e.register(projectA)
+	if r := e.do(req{route: "deprecate-artifact", as: dev(projectA), artifact: old, noBody: true}); r.status != 200 {
+		t.Fatalf("deprecate: %d %s", r.status, r.body)
+	}
+	for range 20 {
+		e.register(projectA)
+	}
+	for _, route := range []struct {
+		name string
+		q    map[string]string
+		want string
+	}{
+		{"list-artifacts", map[string]string{"lifecycle_state": "deprecated", "limit": "1"}, old},
+		{"list-audit-events", map[string]string{"action": "app_artifact.deprecate", "limit": "1"}, old},
+	} {
+		var found []string
+		pages, empty := 0, 0
+		cursor := ""
+		for ; pages < 40; pages++ {
+			q := maps.Clone(route.q)
+			if cursor != "" {
+				q["cursor"] = cursor
+			}
+			as := viewer(projectA)
+			if route.name == "list-audit-events" {
+				as = admin(projectA)
+			}
+			r := e.do(req{route: route.name, as: as, query: q})
+			if r.status != 200 {
+				t.Fatalf("%s page %d: %d %s", route.name, pages, r.status, r.body)
+			}
+			if n := e.lastCalls(); n != 1 && route.name == "list-artifacts" {
+				t.Fatalf("%s page %d: %d DynamoDB calls, want 1", route.name, pages, n)
+			}
+			items := r.json["items"].([]any)
+			if len(items) == 0 {
+				empty++
+			}
+			for _, it := range items {
+				found = append(found, it.(map[string]any)["artifact_id"].(string))
+			}
+			next, _ := r.json["next_cursor"].(string)
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if diff := cmp.Diff([]string{route.want}, found); diff != "" {
+			t.Fatalf("%s: matches over %d pages (%d empty) (-want +got):\n%s", route.name, pages+1, empty, diff)
+		}
+		t.Logf("%s %v: the one match found over %d pages, %d of them empty", route.name, route.q, pages+1, empty)
 	}
 }

@@ -94,9 +94,5 @@ func (s *Service) ListAudit(ctx context.Context, r *Request, artifactID string, 
 	} else if page, err = s.Store.AuditEvents(ctx, r.ProjectID, q); err != nil {
 		return nil, err
 	}
-	last := ""
-	if n := len(page.Items); n > 0 {
-		last = page.Items[n-1].AuditID
-	}
-	return pageResult(s, r, filter, page.Items, page.More, last)
+	return pageResult(s, r, filter, page.Items, page.More, page.Last)
 }

@@ -48,13 +48,15 @@ func (s *Service) openCursor(r *Request, cur, filter string) (string, error) {
 	return pos.After, nil
 }
 
-// pageResult answers items, with a cursor after lastID when more follow.
+// pageResult answers items, with a cursor after lastID when more follow. A
+// filtered page may be short, or empty, and still carry a cursor: DynamoDB
+// read its limit of items without finding enough that match.
 func pageResult[T any](s *Service, r *Request, filter string, items []T, more bool, lastID string) (*Result, error) {
 	out := pageBody[T]{Items: items}
 	if out.Items == nil {
 		out.Items = []T{}
 	}
-	if more && len(items) > 0 {
+	if more && lastID != "" {
 		tok, err := s.Cursor.Seal(position{V: 1, Project: r.ProjectID, Org: r.OrgID, Filter: filter, After: lastID})
 		if err != nil {
 			return nil, artifact.Internal(err)
@@ -101,11 +103,7 @@ func (s *Service) List(ctx context.Context, r *Request, params map[string]string
 			return nil, orgMismatch()
 		}
 	}
-	last := ""
-	if n := len(page.Items); n > 0 {
-		last = page.Items[n-1].ArtifactID
-	}
-	return pageResult(s, r, filter, page.Items, page.More, last)
+	return pageResult(s, r, filter, page.Items, page.More, page.Last)
 }
 
 func parseList(params map[string]string) (ListQuery, string, error) {

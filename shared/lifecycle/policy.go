@@ -45,7 +45,7 @@ type PolicyView struct {
 }
 
 const (
-	maxChannels = 20
+	maxChannels = 32
 	maxKeys     = 10
 	maxPrefixes = 20
 )
@@ -73,7 +73,7 @@ func (in *PolicyInput) policy() (*artifact.Policy, error) {
 	}
 	p := &artifact.Policy{SignatureRequired: *in.SignatureRequired, TrustedKeys: []artifact.TrustedKey{}, PullThroughPrefixes: []string{}}
 	if len(in.Channels) == 0 || len(in.Channels) > maxChannels {
-		return nil, policyField("channels", "a policy has 1 to 20 channels")
+		return nil, policyField("channels", "a policy has 1 to 32 channels")
 	}
 	signing := p.SignatureRequired
 	for i, c := range in.Channels {

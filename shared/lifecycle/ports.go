@@ -150,6 +150,10 @@ type ListResult struct {
 	Items   []*artifact.Artifact
 	Project *Project // set when the page began at the top
 	More    bool
+	// Last is the artifact id the page's reading ended at when More: the
+	// last item, or (a filtered page that matched little or nothing) the
+	// last artifact evaluated, so the next page starts after it.
+	Last string
 }
 
 // Store is the persistence port. Every method makes the DynamoDB round
@@ -200,4 +204,5 @@ type AuditQuery struct {
 type AuditPage struct {
 	Items []*AuditEvent
 	More  bool
+	Last  string // as ListResult.Last: the audit id the reading ended at
 }

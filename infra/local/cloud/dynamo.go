@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	miniserver "github.com/truora/minidyn/server"
 
+	"github.com/gpuaas/app-artifacts/infra/local/ddbfix"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
 
@@ -69,20 +70,21 @@ func StartDynamo(addr string, tmpl *samtemplate.Template, tableName, stateFile s
 // handler (the stream) in front of the engine. Restoring state bypasses it,
 // so a restart does not replay old writes into the stream.
 func ServeDynamo(l net.Listener, tmpl *samtemplate.Template, tableName, stateFile string, wrap func(http.Handler) http.Handler) (*Dynamo, error) {
+	in, err := tmpl.CreateTableInput(TableLogicalID, tableName)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("cloud.StartDynamo: %w", err)
+	}
 	d := &Dynamo{Mini: miniserver.NewServer(), TableName: tableName, stateFile: stateFile, done: make(chan error, 1)}
 	d.URL = "http://" + l.Addr().String()
-	var h http.Handler = d.Mini
+	// DynamoDB's Query semantics where minidyn's differ.
+	h := ddbfix.Wrap(d.Mini, ddbfix.KeysOf(in))
 	if wrap != nil {
-		h = wrap(d.Mini)
+		h = wrap(h)
 	}
 	d.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { d.done <- d.srv.Serve(l) }()
 
-	in, err := tmpl.CreateTableInput(TableLogicalID, tableName)
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("cloud.StartDynamo: %w", err)
-	}
 	if _, err := d.Client().CreateTable(context.Background(), in); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("cloud.StartDynamo: create table: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	miniserver "github.com/truora/minidyn/server"
 
+	"github.com/gpuaas/app-artifacts/infra/local/ddbfix"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
 
@@ -41,7 +42,12 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatalf("ddbtest.Start: %v", err)
 	}
-	hs := httptest.NewUnstartedServer(mini)
+	in, err := Template(tb).CreateTableInput(TableLogicalID, "keys")
+	if err != nil {
+		tb.Fatalf("ddbtest.Start: %v", err)
+	}
+	// DynamoDB's Query semantics where minidyn's differ (ddbfix).
+	hs := httptest.NewUnstartedServer(ddbfix.Wrap(mini, ddbfix.KeysOf(in)))
 	hs.Listener.Close()
 	hs.Listener = l
 	hs.Start()
