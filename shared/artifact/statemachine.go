@@ -63,6 +63,11 @@ func Quarantined(t TrustState) bool { return t == FailedVerification || t == Rev
 // only when changed.
 func Apply(a *Artifact, cmd Command, policy *Policy, now time.Time) (next *Artifact, changed bool, err error) {
 	if err := check(a, cmd, policy); err != nil {
+		// Every refused promotion names the channel asked for: the
+		// runbook's triage starts from the intended promotion target.
+		if e, ok := err.(*Error); ok && cmd.Action == ActionPromote && e.Details != nil {
+			e.Details["channel"] = cmd.Channel
+		}
 		return nil, false, err
 	}
 	n := a.Clone()

@@ -23,6 +23,7 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/httpapi"
 	"github.com/gpuaas/app-artifacts/shared/internal/contracttest"
 	"github.com/gpuaas/app-artifacts/shared/internal/ddbtest"
+	"github.com/gpuaas/app-artifacts/shared/lifecycle"
 	"github.com/gpuaas/app-artifacts/shared/obs"
 	"github.com/gpuaas/app-artifacts/shared/samtemplate"
 )
@@ -86,6 +87,7 @@ type env struct {
 	table    string
 	ddb      *dynamodb.Client
 	handlers map[string]*httpapi.Handler
+	svc      *lifecycle.Service
 	logs     *syncBuffer
 	seq      atomic.Int64
 	// skipContract turns off response validation (benchmarks measure the
@@ -106,6 +108,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	svc.Sleep = func(context.Context, int) { time.Sleep(time.Millisecond) }
+	e.svc = svc
 	for _, rt := range httpapi.Routes {
 		e.handlers[rt.Name] = &httpapi.Handler{
 			Route: rt, Service: svc, Logger: obs.NewLogger(e.logs, rt.Name),

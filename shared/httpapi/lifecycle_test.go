@@ -2,9 +2,12 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -284,5 +287,49 @@ func TestSparseFilterKeepsItsCursor(t *testing.T) {
 			t.Fatalf("%s: matches over %d pages (%d empty) (-want +got):\n%s", route.name, pages+1, empty, diff)
 		}
 		t.Logf("%s %v: the one match found over %d pages, %d of them empty", route.name, route.q, pages+1, empty)
+	}
+}
+
+// TestIdempotencyRecordsExpireAfter24Hours: a key is bound to its first
+// request for 24 hours (replay, or 422 for another request) and free again
+// after, whether or not TTL has deleted the record (minidyn's never does):
+// the expiry is in the write's condition.
+func TestIdempotencyRecordsExpireAfter24Hours(t *testing.T) {
+	e := newEnv(t)
+	id := e.register(projectA)
+	var offset atomic.Int64
+	e.svc.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	promote := func(channel string) resp {
+		return e.do(req{route: "promote-artifact", as: dev(projectA), artifact: id, body: fmt.Sprintf(`{"channel":%q}`, channel), idemKey: "expiring-key-0001"})
+	}
+	first := promote("dev")
+	if first.status != 200 {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	for _, c := range []struct {
+		at      time.Duration
+		channel string
+		status  int
+		replay  string
+		reason  string
+	}{
+		{23*time.Hour + 59*time.Minute, "dev", 200, "true", ""},                         // still replayed
+		{23*time.Hour + 59*time.Minute, "staging", 422, "", "idempotency_key_reused"},   // still bound
+		{24*time.Hour + time.Minute, "staging", 200, "", ""},                            // expired: runs as new
+		{24*time.Hour + 2*time.Minute, "staging", 200, "true", ""},                      // and is bound anew
+		{24*time.Hour + 2*time.Minute, "production", 422, "", "idempotency_key_reused"}, // to its new request
+	} {
+		offset.Store(int64(c.at))
+		r := promote(c.channel)
+		if r.status != c.status || r.headers["Idempotent-Replayed"] != c.replay || (c.reason != "" && r.reason() != c.reason) {
+			t.Fatalf("at +%v promote %s: %d replayed=%q %s; want %d replayed=%q %s", c.at, c.channel, r.status, r.headers["Idempotent-Replayed"], r.body, c.status, c.replay, c.reason)
+		}
+	}
+	got := e.do(req{route: "get-artifact", as: viewer(projectA), artifact: id})
+	if got.json["revision"] != float64(3) || fmt.Sprint(got.json["channels"]) != "[dev staging]" {
+		t.Fatalf("after expiry: %s", got.body)
+	}
+	if n := len(e.audits()); n != 3 { // register, promote dev, promote staging
+		t.Fatalf("%d audit rows, want 3", n)
 	}
 }

@@ -172,15 +172,18 @@ func (v *Verifier) Check(ctx context.Context, a *artifact.Artifact, policy *arti
 	switch {
 	case err == nil:
 		return Verdict{KeyID: keyID}, nil
-	case errors.Is(err, signature.ErrMissing), errors.Is(err, signature.ErrInvalid):
+	case errors.Is(err, signature.ErrMissing):
 		if !policy.SignatureRequired {
 			// Only some channels ask for signatures: the artifact verifies,
 			// unsigned, and those channels refuse it at promotion.
 			return Verdict{}, nil
 		}
-		if errors.Is(err, signature.ErrMissing) {
-			return Verdict{Reason: SignatureMissing}, nil
-		}
+		return Verdict{Reason: SignatureMissing}, nil
+	case errors.Is(err, signature.ErrInvalid):
+		// A signature that is there and does not hold (another key, another
+		// digest, a tampered payload) fails verification whichever part of
+		// the policy asked for signatures: it is evidence of tampering, not
+		// an absence.
 		return Verdict{Reason: SignatureInvalid}, nil
 	}
 	return Verdict{}, fmt.Errorf("verify: read signatures: %w", err)

@@ -662,6 +662,55 @@ func TestTrustSignatures(t *testing.T) {
 	}
 }
 
+// TestTrustChannelOnlySignaturePolicy: signatures required by one channel,
+// not by the project. An unsigned artifact verifies (it may go to the other
+// channels) and that channel refuses it; a signature that is there but does
+// not hold fails verification as it would under the project-wide policy.
+func TestTrustChannelOnlySignaturePolicy(t *testing.T) {
+	st, c := startTrust(t)
+	key, other := sigtest.GenerateKey(), sigtest.GenerateKey()
+	channels := trustChannels("dev", "staging", "production", "signed")
+	channels[3]["signature_required"] = true
+	trustPutPolicy(t, c.trust, map[string]any{"signature_required": false, "channels": channels,
+		"trusted_keys": []map[string]string{{"key_id": "release-key-1", "pem": sigtest.KeyPEM(&key.PublicKey)}}})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name          string
+		key           *ecdsa.PrivateKey // nil: unsigned
+		state, reason string
+		signedChannel int // status of a promote into "signed"
+	}{
+		{"unsigned", nil, "verified", "", 409},
+		{"wrong-key", other, "failed_verification", "signature_invalid", 409},
+		{"signed", key, "verified", "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slug := "chan-" + tc.name
+			repo := trustRepo(slug)
+			_, d := trustPush(t, st, repo, "1.0.0")
+			if tc.key != nil {
+				if err := sigtest.PushBundleTampered(ctx, trustRepoRef(t, st, repo), d, tc.key, sigtest.Tamper{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := trustRegister(t, st, c.dev, slug, "1.0.0", repo, "platform_push", d.Digest.String(), string(d.MediaType))
+			trustWaitReason(t, c.dev, id, tc.state, tc.reason)
+			p := c.dev.call("POST", base+"/"+id+"/promote", `{"channel":"signed"}`, nil)
+			if p.status != tc.signedChannel {
+				t.Fatalf("promote into signed: %d %s, want %d", p.status, p.raw, tc.signedChannel)
+			}
+			if tc.name == "unsigned" {
+				if code, reason := trustErrorReason(p); code != "app_artifact_state_invalid" || reason != "channel_requires_signature" {
+					t.Fatalf("unsigned into signed: %s/%s", code, reason)
+				}
+				if d := c.dev.call("POST", base+"/"+id+"/promote", `{"channel":"dev"}`, nil); d.status != 200 {
+					t.Fatalf("unsigned into dev: %d %s", d.status, d.raw)
+				}
+			}
+		})
+	}
+}
+
 // --- 5. quarantine ----------------------------------------------------------
 
 func trustWantQuarantine(t *testing.T, a answer, what string) {
