@@ -215,8 +215,8 @@ func randomID() string {
 }
 
 // deliver hands batches to the consumer in order. A failed batch is retried
-// from its first failed record; after MaxRetries the records are written to
-// the dead-letter file and the stream moves on.
+// from its first failed record; a record that still fails after MaxRetries
+// is written to the dead-letter file and the stream moves on past it.
 func (s *Stream) deliver(ctx context.Context) {
 	defer s.wg.Done()
 	var batch []events.DynamoDBEventRecord
@@ -252,12 +252,18 @@ func (s *Stream) deliver(ctx context.Context) {
 			continue
 		}
 		s.pending.Add(-int64(failedFrom))
+		if failedFrom > 0 {
+			retries = 0 // the checkpoint moved: the records from here on get their own retries
+		}
 		batch = batch[failedFrom:]
 		retries++
 		if retries > s.opts.MaxRetries {
-			s.deadLetter(batch)
-			s.pending.Add(-int64(len(batch)))
-			batch, retries = nil, 0
+			// The template bisects a failing batch, which isolates the
+			// record that keeps failing: only it goes to the on-failure
+			// destination, and the stream goes on with the rest.
+			s.deadLetter(batch[:1])
+			s.pending.Add(-1)
+			batch, retries = batch[1:], 0
 			continue
 		}
 		select {
