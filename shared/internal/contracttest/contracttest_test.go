@@ -130,7 +130,8 @@ func TestOperationShape(t *testing.T) {
 		{"GET", base, "listArtifacts", [][]string{{"200"}}},
 		{"GET", base + "/{artifact_id}", "getArtifact", [][]string{{"200", "404"}}},
 		{"POST", base + "/publish-intents", "createPublishIntent", [][]string{{"201", "409", "502"}, post}},
-		{"POST", base, "registerArtifact", [][]string{{"201", "409", "502"}, post}},
+		// Only create-publish-intent calls the registry; register never answers 502.
+		{"POST", base, "registerArtifact", [][]string{{"201", "409"}, post}},
 		{"POST", base + "/{artifact_id}/promote", "promoteArtifact", [][]string{{"200", "404", "409"}, post}},
 		{"POST", base + "/{artifact_id}/deprecate", "deprecateArtifact", [][]string{{"200", "404", "409"}, post}},
 		{"POST", base + "/{artifact_id}/retire", "retireArtifact", [][]string{{"200", "404", "409"}, post}},
@@ -302,6 +303,94 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestErrorCodeMatchesStatus holds each error status to SPEC section 4's
+// codes: an envelope whose code belongs to another status fails, even though
+// the code itself is one of the contract's.
+func TestErrorCodeMatchesStatus(t *testing.T) {
+	d := contracttest.Load(t)
+	get := projBase + "/" + artifactID
+	tests := []struct {
+		name         string
+		method, path string
+		status       int
+		code, reason string
+		wantErr      string // substring; "" means the response must pass
+	}{
+		// The code of the status passes.
+		{"400 invalid_request", "GET", get, 400, "invalid_request", "project_context_mismatch", ""},
+		{"403 insufficient_permissions", "GET", get, 403, "insufficient_permissions", "role_required", ""},
+		{"404 app_artifact_not_found", "GET", get, 404, "app_artifact_not_found", "artifact_not_found", ""},
+		{"404 publish intent not found", "GET", projBase + "/publish-intents/01JINTENT0000000000000000", 404, "app_artifact_not_found", "publish_intent_not_found", ""},
+		{"413 invalid_request", "POST", projBase, 413, "invalid_request", "body_too_large", ""},
+		{"422 invalid_request", "POST", projBase, 422, "invalid_request", "idempotency_key_reused", ""},
+		{"409 register already_exists", "POST", projBase, 409, "app_artifact_already_exists", "digest_already_registered", ""},
+		{"409 register state_invalid", "POST", projBase, 409, "app_artifact_state_invalid", "publish_intent_not_open", ""},
+		{"409 promote state_invalid", "POST", get + "/promote", 409, "app_artifact_state_invalid", "trust_quarantine", ""},
+		{"409 create intent state_invalid", "POST", projBase + "/publish-intents", 409, "app_artifact_state_invalid", "concurrent_update", ""},
+		{"409 put policy state_invalid", "PUT", "/api/v1/projects/proj-1/app-artifact-policy", 409, "app_artifact_state_invalid", "concurrent_update", ""},
+		{"502 upstream_error on create intent", "POST", projBase + "/publish-intents", 502, "upstream_error", "registry_unavailable", ""},
+		{"503 service_unavailable", "GET", get, 503, "service_unavailable", "throttled", ""},
+		{"500 internal_error", "GET", get, 500, "internal_error", "", ""},
+
+		// Another status's code fails.
+		{"404 invalid_request", "GET", get, 404, "invalid_request", "invalid_field", "doesn't match schema"},
+		{"404 insufficient_permissions", "GET", get, 404, "insufficient_permissions", "role_required", "doesn't match schema"},
+		{"400 app_artifact_not_found", "GET", get, 400, "app_artifact_not_found", "", "doesn't match schema"},
+		{"403 invalid_request", "GET", get, 403, "invalid_request", "role_required", "doesn't match schema"},
+		{"413 internal_error", "POST", projBase, 413, "internal_error", "", "doesn't match schema"},
+		{"422 app_artifact_state_invalid", "POST", projBase, 422, "app_artifact_state_invalid", "idempotency_key_reused", "doesn't match schema"},
+		{"409 register invalid_request", "POST", projBase, 409, "invalid_request", "", "doesn't match schema"},
+		{"409 promote already_exists", "POST", get + "/promote", 409, "app_artifact_already_exists", "digest_already_registered", "doesn't match schema"},
+		{"409 create intent already_exists", "POST", projBase + "/publish-intents", 409, "app_artifact_already_exists", "", "doesn't match schema"},
+		{"409 put policy already_exists", "PUT", "/api/v1/projects/proj-1/app-artifact-policy", 409, "app_artifact_already_exists", "", "doesn't match schema"},
+		{"500 service_unavailable", "GET", get, 500, "service_unavailable", "", "doesn't match schema"},
+		{"502 internal_error", "POST", projBase + "/publish-intents", 502, "internal_error", "", "doesn't match schema"},
+		{"503 internal_error", "GET", get, 503, "internal_error", "", "doesn't match schema"},
+		{"undeclared 502 on register", "POST", projBase, 502, "upstream_error", "registry_unavailable", "status 502 is not declared"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := d.Check(tc.method, tc.path, "", tc.status, stdHeaders(), errBody(tc.code, tc.reason))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Check() = %v, want nil", err)
+			case tc.wantErr != "" && err == nil:
+				t.Errorf("Check() = nil, want an error: %s on %d must not pass", tc.code, tc.status)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Errorf("Check() = %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+
+	// Every error status of every operation narrows the code: no error
+	// response admits all eight.
+	for _, rk := range d.Routes() {
+		op := d.T.Paths.Value(rk.Path).GetOperation(rk.Method)
+		for status := range op.Responses.Map() {
+			if status < "400" || status == "401" {
+				continue
+			}
+			path := strings.NewReplacer("{project_id}", "proj-1", "{artifact_id}", artifactID, "{intent_id}", "01JINTENT0000000000000000").Replace(rk.Path)
+			var st int
+			fmt.Sscan(status, &st)
+			passed := 0
+			for _, code := range []string{"invalid_request", "insufficient_permissions", "app_artifact_not_found",
+				"app_artifact_already_exists", "app_artifact_state_invalid", "service_unavailable", "upstream_error", "internal_error"} {
+				if d.Check(rk.Method, path, "", st, stdHeaders(), errBody(code, "")) == nil {
+					passed++
+				}
+			}
+			allowed := 1
+			if st == http.StatusConflict {
+				allowed = 2 // register: already_exists or state_invalid
+			}
+			if passed < 1 || passed > allowed {
+				t.Errorf("%s %s %s admits %d codes", rk.Method, rk.Path, status, passed)
+			}
+		}
 	}
 }
 
