@@ -175,6 +175,14 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 	if a := again.call("GET", "/api/v1/projects/proj-alpha/app-artifacts", "", map[string]string{}); a.status != 200 || len(a.body["items"].([]any)) != 1 {
 		t.Fatalf("list after restart: %d %s", a.status, a.raw)
 	}
+	// So is the registry: the pushed image, by digest.
+	ref, err := name.ParseReference(trimHTTP(st2.RegistryURL)+"/gpuaas/org-acme/proj-alpha/vision-api@"+digest, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Get(ref); err != nil {
+		t.Fatalf("image after restart: %v", err)
+	}
 }
 
 // forge signs claims that differ from a good token's by overrides (nil deletes).

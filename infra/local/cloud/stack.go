@@ -146,7 +146,10 @@ func Start(opts Options) (*Stack, error) {
 	s.Template, s.BusName = tmpl, LocalBusName(tmpl)
 
 	// The registry and its ECR API.
-	s.Registry = registry.New(registry.Options{OnPush: s.onPush})
+	// Its images are kept in the state folder like the table.
+	if s.Registry, err = registry.Open(registry.Options{OnPush: s.onPush, StateDir: filepath.Join(opts.StateDir, "registry")}); err != nil {
+		return fail(fmt.Errorf("cloud.Start: %w", err))
+	}
 	s.serve(regL, s.Registry)
 
 	// The event bus with the template's rules, targets in-process.
@@ -445,6 +448,9 @@ func (s *Stack) Close() error {
 	var errs []error
 	if s.Dynamo != nil {
 		errs = append(errs, s.Dynamo.Save(), s.Dynamo.Close())
+	}
+	if s.Registry != nil {
+		errs = append(errs, s.Registry.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -500,6 +500,7 @@ func (r *Registry) createRepository(body []byte, host string) (any, *APIError) {
 	}
 	rp.createdAt = r.now().UTC()
 	r.repos[rp.name] = rp
+	r.record(journalEntry{Op: "create", Repo: rp.name, Body: body})
 	return struct {
 		Repository repositoryJSON `json:"repository"`
 	}{r.repoJSON(rp, host)}, nil

@@ -32,6 +32,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -55,6 +57,10 @@ type Options struct {
 	OnPush func(ev PushEvent)
 	// Logger receives one line per OCI request; nil discards them.
 	Logger *log.Logger
+	// StateDir, when set, keeps the registry across restarts: blobs on
+	// disk, and a journal of repository creations and manifest writes that
+	// New replays (without push events: they were announced already).
+	StateDir string
 }
 
 // PushEvent describes one successful manifest push by tag.
@@ -80,6 +86,9 @@ type Registry struct {
 	mu     sync.Mutex
 	repos  map[string]*repo
 	faults map[string]error // ECR op (or "*") -> injected error
+
+	journal   *journal // nil: nothing is kept
+	replaying bool     // New is replaying the journal: no events, no new entries
 }
 
 type repo struct {
@@ -123,8 +132,63 @@ func New(opts Options) *Registry {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
-	r.oci = ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(logger))
+	ggcrOpts := []ggcr.Option{ggcr.WithReferrersSupport(true), ggcr.Logger(logger)}
+	if opts.StateDir != "" {
+		ggcrOpts = append(ggcrOpts, ggcr.WithBlobHandler(ggcr.NewDiskBlobHandler(filepath.Join(opts.StateDir, "blobs"))))
+	}
+	r.oci = ggcr.New(ggcrOpts...)
 	return r
+}
+
+// Open is New with opts.StateDir restored: the journal is replayed, then
+// kept appending.
+func Open(opts Options) (*Registry, error) {
+	if opts.StateDir == "" {
+		return New(opts), nil
+	}
+	if err := os.MkdirAll(filepath.Join(opts.StateDir, "blobs"), 0o700); err != nil {
+		return nil, fmt.Errorf("registry.Open: %w", err)
+	}
+	r := New(opts)
+	j, entries, err := openJournal(filepath.Join(opts.StateDir, "journal.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("registry.Open: %w", err)
+	}
+	r.replaying = true
+	for _, e := range entries {
+		at := e.At
+		r.now = func() time.Time { return at }
+		switch e.Op {
+		case "create":
+			r.createRepository(e.Body, "")
+		case "put":
+			req := internalRequest(http.MethodPut, "/v2/"+e.Repo+"/manifests/"+e.Ref)
+			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(e.Body)), int64(len(e.Body))
+			req.Header.Set("Content-Type", e.MediaType)
+			r.putManifest(httptest.NewRecorder(), req, e.Repo, e.Ref)
+		case "delete":
+			r.deleteManifest(httptest.NewRecorder(), internalRequest(http.MethodDelete, "/v2/"+e.Repo+"/manifests/"+e.Ref), e.Repo, e.Ref)
+		}
+	}
+	r.now, r.replaying, r.journal = time.Now, false, j
+	return r, nil
+}
+
+// Close closes the journal.
+func (r *Registry) Close() error {
+	if r.journal == nil {
+		return nil
+	}
+	return r.journal.close()
+}
+
+// record appends a journal entry for a change that succeeded.
+func (r *Registry) record(e journalEntry) {
+	if r.journal == nil || r.replaying {
+		return
+	}
+	e.At = r.now().UTC()
+	r.journal.append(e)
 }
 
 // Repositories lists the repositories that exist, sorted.
@@ -344,7 +408,8 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	if mf.Subject != nil {
 		rec.Header().Set("OCI-Subject", mf.Subject.Digest)
 	}
-	if byTag && r.onPush != nil {
+	r.record(journalEntry{Op: "put", Repo: name, Ref: ref, MediaType: mediaType, Body: body})
+	if byTag && r.onPush != nil && !r.replaying {
 		r.onPush(PushEvent{
 			RegistryID: registryID, Repository: name, Tag: ref, Digest: digest,
 			MediaType: mediaType, ArtifactMediaType: mf.artifactMediaType(), Time: now,
@@ -370,6 +435,7 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name
 	rec := httptest.NewRecorder()
 	r.oci.ServeHTTP(rec, req)
 	if rec.Code == http.StatusAccepted {
+		r.record(journalEntry{Op: "delete", Repo: name, Ref: ref})
 		if rp := r.repos[name]; rp != nil {
 			if img := rp.images[ref]; img != nil {
 				for _, t := range img.tags {

@@ -547,3 +547,83 @@ func TestConcurrentPushesAndReads(t *testing.T) {
 		t.Errorf("%d push events, want 8", n)
 	}
 }
+
+// startOpen is start over a registry kept in dir.
+func startOpen(t *testing.T, dir string, opts registry.Options) *env {
+	t.Helper()
+	opts.StateDir = dir
+	reg, err := registry.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	e := start(t, registry.Options{})
+	srv := httptest.NewServer(reg)
+	t.Cleanup(srv.Close)
+	e.reg, e.url, e.host = reg, srv.URL, strings.TrimPrefix(srv.URL, "http://")
+	e.ecr = ecr.NewFromConfig(aws.Config{Region: "us-east-1", HTTPClient: awshttp.NewBuildableClient(),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}, func(o *ecr.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	return e
+}
+
+// TestStateSurvivesARestart: with a state folder, repositories (and their
+// settings), manifests byte for byte, tags, blobs and deletions are there
+// after the registry is opened again, and replaying them announces no push.
+func TestStateSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	var pushes []string
+	var mu sync.Mutex
+	onPush := func(ev registry.PushEvent) { mu.Lock(); pushes = append(pushes, ev.Tag); mu.Unlock() }
+	first := startOpen(t, dir, registry.Options{OnPush: onPush})
+	if _, err := first.ecr.CreateRepository(ctxT(t), &ecr.CreateRepositoryInput{RepositoryName: aws.String("gpuaas/o/p/kept"),
+		ImageTagMutability: types.ImageTagMutabilityImmutable}); err != nil {
+		t.Fatal(err)
+	}
+	keptImg, gone := ociImage(t), ociImage(t)
+	kept, raw := push(t, first, "gpuaas/o/p/kept:1.0.0", keptImg)
+	dropped, _ := push(t, first, "gpuaas/o/p/kept:0.9.0", gone)
+	ref, _ := name.ParseReference(first.host + "/gpuaas/o/p/kept@" + dropped)
+	if err := remote.Delete(ref, remote.WithContext(ctxT(t))); err != nil {
+		t.Fatal(err)
+	}
+	first.reg.Close()
+
+	pushes = nil
+	again := startOpen(t, dir, registry.Options{OnPush: onPush})
+	if len(pushes) != 0 {
+		t.Fatalf("replay announced pushes %v", pushes)
+	}
+	out, err := again.ecr.BatchGetImage(ctxT(t), &ecr.BatchGetImageInput{RepositoryName: aws.String("gpuaas/o/p/kept"),
+		ImageIds: []types.ImageIdentifier{{ImageDigest: aws.String(kept)}, {ImageDigest: aws.String(dropped)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Images) != 1 || aws.ToString(out.Images[0].ImageManifest) != string(raw) || len(out.Failures) != 1 {
+		t.Fatalf("after restart: %d images, %d failures", len(out.Images), len(out.Failures))
+	}
+	repos, err := again.ecr.DescribeRepositories(ctxT(t), &ecr.DescribeRepositoriesInput{RepositoryNames: []string{"gpuaas/o/p/kept"}})
+	if err != nil || repos.Repositories[0].ImageTagMutability != types.ImageTagMutabilityImmutable {
+		t.Fatalf("repository after restart: %v %+v", err, repos)
+	}
+	// The layers are there too: the image pulls whole, by its tag.
+	tagRef, _ := name.ParseReference(again.host + "/gpuaas/o/p/kept:1.0.0")
+	img, err := remote.Image(tagRef, remote.WithContext(ctxT(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("layer after restart: %v", err)
+		}
+		rc.Close()
+	}
+	// And the tag is still immutable.
+	if err := remote.Write(tagRef, ociImage(t), remote.WithContext(ctxT(t))); err == nil {
+		t.Fatal("overwrote an immutable tag after a restart")
+	}
+}
