@@ -81,8 +81,8 @@ func TestFilteredPagesAsDynamoDB(t *testing.T) {
 			var start map[string]types.AttributeValue
 			for range 10 {
 				in := &dynamodb.QueryInput{TableName: aws.String(table), KeyConditionExpression: aws.String("#pk = :pk"),
-					FilterExpression:         aws.String("#c = :red"),
-					ExpressionAttributeNames: map[string]string{"#pk": pkName, "#c": "color"},
+					FilterExpression:          aws.String("#c = :red"),
+					ExpressionAttributeNames:  map[string]string{"#pk": pkName, "#c": "color"},
 					ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(pk), ":red": s("red")},
 					ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(4), ExclusiveStartKey: start}
 				if index != "" {
