@@ -47,22 +47,7 @@ func listed(t *testing.T, c *client, slug string) []any {
 
 func countAudit(t *testing.T, st *cloud.Stack, action string) int {
 	t.Helper()
-	out, err := st.Dynamo.Client().Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(cloud.LocalTableName)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, it := range out.Items {
-		var row struct {
-			Entity string `dynamodbav:"entity"`
-			Action string `dynamodbav:"action"`
-		}
-		_ = attributevalueUnmarshal(it, &row)
-		if row.Entity == "audit" && row.Action == action {
-			n++
-		}
-	}
-	return n
+	return len(auditRows(t, st, action))
 }
 
 func TestPushRegistersAgainstTheOpenIntent(t *testing.T) {
