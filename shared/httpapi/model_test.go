@@ -33,7 +33,7 @@ import (
 
 // TestModel runs modelWorkers rapid checks in parallel, together
 // modelSequences random sequences by default (-rapid.checks or RAPID_CHECKS
-// set the number per worker; -short divides it by 5).
+// set the number per worker; with -rapid.seed one worker runs them all).
 const (
 	modelSequences = 1000
 	modelWorkers   = 2
@@ -54,14 +54,26 @@ const (
 // every sequence would make the run quadratic. (Tables are created before the
 // workers start: minidyn's CreateTable and DeleteTable race with its Query.)
 func TestModel(t *testing.T) {
-	setRapidChecks(t, modelSequences/modelWorkers)
+	seed := rapidSeed()
+	// Every rapid.Check starts from a fixed seed: workers would repeat one
+	// another's sequences, so a seeded run is one worker doing them all.
+	workers := modelWorkers
+	if seed != 0 {
+		workers = 1
+	}
+	setRapidChecks(t, modelSequences/workers)
 	w := newModelWorld(t)
 	start := time.Now()
 	t.Cleanup(func() {
+		if seed != 0 {
+			t.Logf("model: rapid seed %d, one worker (-rapid.seed=%d repeats this run)", seed, seed)
+		} else {
+			t.Logf("model: rapid seed random, a different one per worker, which rapid does not report (-rapid.seed=N fixes one)")
+		}
 		t.Logf("model: %d sequences, %d steps, %d HTTP requests, %d verdicts in %v", w.sequences.Load(), w.steps.Load(), w.requests.Load(), w.verdicts.Load(), time.Since(start).Round(time.Millisecond))
 		t.Logf("model outcomes (route as caller, status, reason: count):%s", w.outcomes())
 	})
-	tables := make([]string, modelWorkers)
+	tables := make([]string, workers)
 	for i := range tables {
 		tables[i] = w.newTable(t)
 	}
@@ -71,6 +83,18 @@ func TestModel(t *testing.T) {
 			rapid.Check(t, func(rt *rapid.T) { w.sequence(t, rt, table) })
 		})
 	}
+}
+
+// rapidSeed is the seed rapid.Check starts from: -rapid.seed, else
+// RAPID_SEED (the flag's default), else 0, for which rapid draws a random
+// seed per rapid.Check and does not log it unless the check fails.
+func rapidSeed() uint64 {
+	f := flag.Lookup("rapid.seed")
+	if f == nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f.Value.String(), 10, 64)
+	return n
 }
 
 // setRapidChecks sets -rapid.checks to n for this test unless the caller
