@@ -421,7 +421,8 @@ func (t *Template) routeAuthorizer(r Route) (*Authorizer, error) {
 
 // PolicyActions returns the sorted, distinct IAM actions that a function's
 // inline policy statements allow. SAM policy templates and managed policy
-// names are not expanded.
+// names are not expanded (PolicyStatements refuses them), nor are resources
+// read: PolicyGrants has both.
 func (t *Template) PolicyActions(logicalID string) ([]string, error) {
 	props, err := t.functionProperties(logicalID)
 	if err != nil {
@@ -460,6 +461,177 @@ func (t *Template) PolicyActions(logicalID string) ([]string, error) {
 		out = append(out, a)
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// PolicyStatement is one statement of a function's inline policy
+// documents, its intrinsic functions resolved.
+type PolicyStatement struct {
+	Sid       string
+	Effect    string   // "Allow" or "Deny"
+	Actions   []string // sorted, distinct
+	Resources []string // sorted, distinct
+	// Condition is the statement's condition block, nil when it has none.
+	Condition map[string]any
+}
+
+// PolicyStatements returns the statements of a function's inline policy
+// documents (its Policies), in template order. Intrinsic functions are
+// resolved as FunctionEvents resolves them: parameters from Load, pseudo
+// parameters from PseudoParameters, and a resource that refs does not name to
+// its logical id (Ref) or "Id.Attr" (Fn::GetAtt, and ${Id.Attr} in Fn::Sub),
+// so `!Sub ${ArtifactsTable.Arn}/index/GSI1` reads
+// "ArtifactsTable.Arn/index/GSI1".
+//
+// Only permissions the template spells out are accepted: a function with a
+// Role of its own, a Policies entry that is not an inline policy document (a
+// managed policy name or ARN, a SAM policy template), and a statement with
+// NotAction, NotResource, Principal or NotPrincipal are errors.
+func (t *Template) PolicyStatements(logicalID string, refs map[string]string) ([]PolicyStatement, error) {
+	out, err := t.policyStatements(logicalID, refs)
+	if err != nil {
+		return nil, fmt.Errorf("samtemplate: PolicyStatements %s: %w", logicalID, err)
+	}
+	return out, nil
+}
+
+func (t *Template) policyStatements(logicalID string, refs map[string]string) ([]PolicyStatement, error) {
+	props, err := t.functionProperties(logicalID)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := props["Role"]; ok {
+		return nil, errors.New("the function has a Role: its permissions are not in its Policies")
+	}
+	var entries []any
+	switch p := props["Policies"].(type) {
+	case nil:
+	case []any:
+		entries = p
+	default:
+		entries = []any{p}
+	}
+	ev := &evaluator{t: t, refs: refs, lenient: true}
+	var out []PolicyStatement
+	for i, e := range entries {
+		doc, ok := e.(map[string]any)
+		if _, isDoc := doc["Statement"]; !ok || !isDoc {
+			return nil, fmt.Errorf("Policies[%d] is not an inline policy document (a managed policy or a SAM policy template?)", i)
+		}
+		for k := range doc {
+			if k != "Version" && k != "Statement" {
+				return nil, fmt.Errorf("Policies[%d]: unexpected key %q", i, k)
+			}
+		}
+		v, err := ev.eval(doc["Statement"])
+		if err != nil {
+			return nil, fmt.Errorf("Policies[%d].Statement: %w", i, err)
+		}
+		stmts, ok := v.([]any)
+		if !ok {
+			stmts = []any{v}
+		}
+		for j, s := range stmts {
+			st, err := policyStatement(s)
+			if err != nil {
+				return nil, fmt.Errorf("Policies[%d].Statement[%d]: %w", i, j, err)
+			}
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func policyStatement(v any) (PolicyStatement, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return PolicyStatement{}, errors.New("not a statement")
+	}
+	var st PolicyStatement
+	for k, x := range m {
+		var err error
+		switch k {
+		case "Sid":
+			st.Sid, err = scalarString(x)
+		case "Effect":
+			st.Effect, err = scalarString(x)
+			if err == nil && st.Effect != "Allow" && st.Effect != "Deny" {
+				err = fmt.Errorf("Effect %q is neither Allow nor Deny", st.Effect)
+			}
+		case "Action":
+			st.Actions, err = stringSet(x)
+		case "Resource":
+			st.Resources, err = stringSet(x)
+		case "Condition":
+			if st.Condition, ok = x.(map[string]any); !ok {
+				err = errors.New("Condition is not a map")
+			}
+		default:
+			err = fmt.Errorf("%s is not accepted: write what the statement grants as Action and Resource", k)
+		}
+		if err != nil {
+			return PolicyStatement{}, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	if st.Effect == "" || len(st.Actions) == 0 || len(st.Resources) == 0 {
+		return PolicyStatement{}, errors.New("a statement needs Effect, Action and Resource")
+	}
+	return st, nil
+}
+
+// stringSet reads a string or a list of strings as a sorted, distinct list.
+func stringSet(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	seen := map[string]bool{}
+	for _, x := range list {
+		s, err := scalarString(x)
+		if err != nil {
+			return nil, err
+		}
+		seen[s] = true
+	}
+	out := make([]string, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// PolicyGrants returns what a function's Allow statements grant: every
+// action with the sorted, distinct resources it is allowed on, resolved as
+// PolicyStatements resolves them. Deny statements and conditions are not
+// applied; callers that need the grants to be the whole truth check
+// PolicyStatements for them.
+func (t *Template) PolicyGrants(logicalID string, refs map[string]string) (map[string][]string, error) {
+	stmts, err := t.policyStatements(logicalID, refs)
+	if err != nil {
+		return nil, fmt.Errorf("samtemplate: PolicyGrants %s: %w", logicalID, err)
+	}
+	sets := map[string]map[string]bool{}
+	for _, st := range stmts {
+		if st.Effect != "Allow" {
+			continue
+		}
+		for _, a := range st.Actions {
+			if sets[a] == nil {
+				sets[a] = map[string]bool{}
+			}
+			for _, r := range st.Resources {
+				sets[a][r] = true
+			}
+		}
+	}
+	out := make(map[string][]string, len(sets))
+	for a, rs := range sets {
+		for r := range rs {
+			out[a] = append(out[a], r)
+		}
+		sort.Strings(out[a])
+	}
 	return out, nil
 }
 

@@ -172,58 +172,324 @@ func TestFunction(t *testing.T) {
 	}
 }
 
-func TestPolicyActions(t *testing.T) {
-	t.Parallel()
-	tpl := load(t, nil)
-	// Least privilege, function by function.
-	list := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
-	read := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem"}
-	write := []string{
-		"dynamodb:BatchGetItem",
-		"dynamodb:ConditionCheckItem",
-		"dynamodb:GetItem",
-		"dynamodb:PutItem",
-		"dynamodb:UpdateItem",
+// Resources as PolicyGrants resolves them (see PolicyStatements).
+const (
+	tableARN = "ArtifactsTable.Arn"
+	gsi1ARN  = tableARN + "/index/GSI1"
+	gsi2ARN  = tableARN + "/index/GSI2"
+	ecrRepos = "arn:aws:ecr:us-east-1:123456789012:repository/"
+)
+
+// wantGrants is least privilege, function by function: every action with
+// exactly the resources it is allowed on. Each grant is what the function's
+// code calls (TestPolicyCoversCalls runs the code and checks both ways):
+//
+//   - Store reads are one BatchGetItem (GetArtifact, LoadForMutation,
+//     LoadProject, GetIntent) or one Query (ListArtifacts on the table,
+//     IntentsFor on GSI1, AuditEvents on the table, GSI1 by artifact, GSI2 by
+//     correlation id); nothing calls GetItem, Scan or a batch write.
+//   - Store.Commit is one TransactWriteItems, authorised item by item as
+//     PutItem, UpdateItem, DeleteItem and ConditionCheckItem: each function
+//     gets the kinds its mutations contain.
+//   - The registry: CreateRepository for publish intents, BatchGetImage of
+//     pushed and registered digests, and for signatures the registry API
+//     (manifests and referrers: BatchGetImage; blobs:
+//     GetDownloadUrlForLayer; its token: GetAuthorizationToken, which has no
+//     resource-level permissions).
+func wantGrants(pullThroughPrefix string) map[string]map[string][]string {
+	table := []string{tableARN}
+	read := map[string][]string{"dynamodb:BatchGetItem": table}
+	transition := map[string][]string{
+		"dynamodb:BatchGetItem": table, "dynamodb:PutItem": table, "dynamodb:UpdateItem": table,
 	}
-	policyWrite := []string{
-		"dynamodb:BatchGetItem",
-		"dynamodb:ConditionCheckItem",
-		"dynamodb:DeleteItem",
-		"dynamodb:GetItem",
-		"dynamodb:PutItem",
-		"dynamodb:UpdateItem",
+	register := map[string][]string{
+		"dynamodb:ConditionCheckItem": table, "dynamodb:PutItem": table, "dynamodb:UpdateItem": table,
 	}
-	special := map[string][]string{
-		"ListArtifactsFunction":           list,
-		"GetArtifactFunction":             read,
-		"GetArtifactPolicyFunction":       read,
-		"GetPublishIntentFunction":        read,
-		"ListArtifactAuditEventsFunction": list,
-		"ListAuditEventsFunction":         list,
-		"CreatePublishIntentFunction":     append(append([]string{}, write...), "ecr:CreateRepository"),
-		"RegistrarFunction":               {"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", "ecr:BatchGetImage"},
-		"PutArtifactPolicyFunction":       policyWrite,
-		"PublisherFunction":               {"events:PutEvents", "sqs:SendMessage"},
+	with := func(base map[string][]string, extra map[string][]string) map[string][]string {
+		out := map[string][]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	images := []string{ecrRepos + "gpuaas/*", ecrRepos + pullThroughPrefix + "/*"}
+	sort.Strings(images)
+	return map[string]map[string][]string{
+		"ListArtifactsFunction":     {"dynamodb:Query": table},
+		"GetArtifactFunction":       read,
+		"GetPublishIntentFunction":  read,
+		"GetArtifactPolicyFunction": read,
+		"ListArtifactAuditEventsFunction": {
+			"dynamodb:BatchGetItem": table,
+			"dynamodb:Query":        {gsi1ARN},
+		},
+		"ListAuditEventsFunction": {
+			"dynamodb:BatchGetItem": table,
+			"dynamodb:Query":        {tableARN, gsi1ARN, gsi2ARN},
+		},
+		"CreatePublishIntentFunction": {
+			"dynamodb:BatchGetItem": table, "dynamodb:PutItem": table, "dynamodb:UpdateItem": table,
+			"ecr:CreateRepository": {ecrRepos + "gpuaas/*"},
+		},
+		"RegisterArtifactFunction": register,
+		// Only a promotion can be an accepted no-op, committed as a
+		// ConditionCheck on the artifact's revision.
+		"PromoteArtifactFunction":   with(transition, map[string][]string{"dynamodb:ConditionCheckItem": table}),
+		"DeprecateArtifactFunction": transition,
+		"RetireArtifactFunction":    transition,
+		"RevokeArtifactFunction":    transition,
+		"VerifyArtifactFunction":    transition,
+		"PutArtifactPolicyFunction": {
+			"dynamodb:BatchGetItem": table, "dynamodb:DeleteItem": table, "dynamodb:PutItem": table, "dynamodb:UpdateItem": table,
+		},
+		"RegistrarFunction": with(register, map[string][]string{
+			"dynamodb:Query":    {gsi1ARN},
+			"ecr:BatchGetImage": {ecrRepos + "gpuaas/*"},
+		}),
+		// The stream's read permissions and the dead-letter queue's
+		// SendMessage come from SAM (the event's AWSLambdaDynamoDBExecutionRole
+		// and OnFailure Type SQS): TestDeadLetterQueuePolicies.
+		"PublisherFunction": {"events:PutEvents": {"EventBus.Arn"}},
 		"VerifierFunction": {
-			"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-			"ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer",
+			"dynamodb:BatchGetItem":      table,
+			"dynamodb:PutItem":           table,
+			"ecr:BatchGetImage":          images,
+			"ecr:GetDownloadUrlForLayer": images,
+			"ecr:GetAuthorizationToken":  {"*"},
 		},
 	}
-	for _, id := range tpl.FunctionIDs() {
-		t.Run(id, func(t *testing.T) {
+}
+
+func TestPolicyGrants(t *testing.T) {
+	t.Parallel()
+	for _, prefix := range []string{"", "ptc/docker-hub"} {
+		params := map[string]string{}
+		wantPrefix := "pull-through" // the parameter's default
+		if prefix != "" {
+			params["PullThroughRepositoryPrefix"] = prefix
+			wantPrefix = prefix
+		}
+		tpl := load(t, params)
+		want := wantGrants(wantPrefix)
+		var ids []string
+		for id := range want {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		if diff := cmp.Diff(ids, tpl.FunctionIDs()); diff != "" {
+			t.Errorf("functions with expected grants mismatch (-want +got):\n%s", diff)
+		}
+		for _, id := range tpl.FunctionIDs() {
+			t.Run(wantPrefix+"/"+id, func(t *testing.T) {
+				t.Parallel()
+				stmts, err := tpl.PolicyStatements(id, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, st := range stmts {
+					// Unconditional Allows only, so the grants are the whole truth.
+					if st.Effect != "Allow" || st.Condition != nil {
+						t.Errorf("statement %q: Effect %s, Condition %v: want an unconditional Allow", st.Sid, st.Effect, st.Condition)
+					}
+					for _, a := range st.Actions {
+						if strings.Contains(a, "*") {
+							t.Errorf("statement %q: wildcard action %q", st.Sid, a)
+						}
+					}
+				}
+				got, err := tpl.PolicyGrants(id, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want[id], got); diff != "" {
+					t.Errorf("PolicyGrants(%s) mismatch (-want +got):\n%s", id, diff)
+				}
+				for action, resources := range got {
+					for _, r := range resources {
+						// "*" only where AWS allows nothing else.
+						if r == "*" && action != "ecr:GetAuthorizationToken" {
+							t.Errorf("%s on every resource", action)
+						}
+						if strings.Contains(r, "/index/*") {
+							t.Errorf("%s on every index (%s): name the indexes queried", action, r)
+						}
+					}
+				}
+				// PolicyActions agrees.
+				var wantActions []string
+				for a := range want[id] {
+					wantActions = append(wantActions, a)
+				}
+				sort.Strings(wantActions)
+				actions, err := tpl.PolicyActions(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(wantActions, actions); diff != "" {
+					t.Errorf("PolicyActions(%s) mismatch (-want +got):\n%s", id, diff)
+				}
+			})
+		}
+	}
+}
+
+// Permissions the template does not spell out are refused rather than
+// silently skipped, so a loose grant cannot hide in them.
+func TestPolicyStatementsRefuseWhatTheyCannotRead(t *testing.T) {
+	t.Parallel()
+	fn := func(props string) string {
+		return `
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+` + props
+	}
+	tests := []struct {
+		name, props, wantErr string
+	}{
+		{"managed policy", "      Policies: AmazonDynamoDBFullAccess\n", "not an inline policy document"},
+		{"managed policy in a list", "      Policies:\n        - AmazonDynamoDBFullAccess\n", "Policies[0] is not an inline policy document"},
+		{"SAM policy template", "      Policies:\n        - DynamoDBCrudPolicy:\n            TableName: !Ref Table\n", "not an inline policy document"},
+		{"own role", "      Role: arn:aws:iam::123456789012:role/r\n", "Role"},
+		{"NotAction", "      Policies:\n        - Statement:\n            - Effect: Allow\n              NotAction: iam:*\n              Resource: \"*\"\n", "NotAction is not accepted"},
+		{"NotResource", "      Policies:\n        - Statement:\n            - Effect: Allow\n              Action: s3:GetObject\n              NotResource: x\n", "NotResource is not accepted"},
+		{"no resource", "      Policies:\n        - Statement:\n            - Effect: Allow\n              Action: s3:GetObject\n", "needs Effect, Action and Resource"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			want := write
-			if sp, ok := special[id]; ok {
-				want = sp
+			path := filepath.Join(t.TempDir(), "template.yaml")
+			if err := os.WriteFile(path, []byte(fn(tc.props)), 0o600); err != nil {
+				t.Fatal(err)
 			}
-			got, err := tpl.PolicyActions(id)
+			tpl, err := samtemplate.Load(path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("PolicyActions(%s) mismatch (-want +got):\n%s", id, diff)
+			_, err = tpl.PolicyStatements("Fn", nil)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("PolicyStatements error = %v, want one mentioning %q", err, tc.wantErr)
+			}
+			if _, err := tpl.PolicyGrants("Fn", nil); err == nil {
+				t.Error("PolicyGrants: want the same error")
 			}
 		})
+	}
+
+	// What is readable resolves: a single statement, scalars, refs and Sub.
+	path := filepath.Join(t.TempDir(), "template.yaml")
+	props := "      Policies:\n        Statement:\n          Effect: Allow\n          Action: dynamodb:Query\n" +
+		"          Resource: !Sub ${Table.Arn}/index/${AWS::Region}\n"
+	if err := os.WriteFile(path, []byte(fn(props)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := samtemplate.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tpl.PolicyGrants("Fn", map[string]string{"Table.Arn": "arn:table"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string][]string{"dynamodb:Query": {"arn:table/index/us-east-1"}}, got); diff != "" {
+		t.Errorf("PolicyGrants mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// Every EventBridge rule of the template dead-letters to a queue the
+// template declares, and each queue's policy lets EventBridge send only from
+// the rules that use it (aws:SourceArn). The stream's and the asynchronous
+// invocations' failures are sent with the functions' roles, which SAM grants
+// SendMessage on their destinations when they say Type SQS.
+func TestDeadLetterQueuePolicies(t *testing.T) {
+	t.Parallel()
+	tpl := load(t, deployParams)
+	// queue (as "Id.Arn") -> the ARNs ("Id.Arn") of the rules that use it
+	rulesOf := map[string][]string{}
+	refs := map[string]string{}
+	for _, id := range tpl.FunctionIDs() {
+		evs, err := tpl.FunctionEvents(id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			switch ev.Type {
+			case "EventBridgeRule":
+				dlq, _ := ev.Properties["DeadLetterConfig"].(map[string]any)
+				arn, _ := dlq["Arn"].(string)
+				if len(dlq) != 1 || arn == "" {
+					// With Type, SAM makes a queue (and policy) of its own.
+					t.Errorf("%s.%s: DeadLetterConfig %v: want only Arn, a queue of the template", id, ev.Name, dlq)
+					continue
+				}
+				// The rule SAM makes from the event.
+				rule := id + ev.Name + ".Arn"
+				refs[rule] = rule
+				rulesOf[arn] = append(rulesOf[arn], rule)
+			case "DynamoDB":
+				dc, _ := ev.Properties["DestinationConfig"].(map[string]any)
+				of, _ := dc["OnFailure"].(map[string]any)
+				if of["Type"] != "SQS" || of["Destination"] == nil {
+					t.Errorf("%s.%s: OnFailure %v: want Type SQS and a Destination (SAM then grants SendMessage)", id, ev.Name, of)
+				}
+			}
+		}
+	}
+	if len(rulesOf) == 0 {
+		t.Fatal("no EventBridge rule with a dead-letter queue")
+	}
+
+	got := map[string][]string{}
+	for name := range tpl.CloudFormation().GetAllSQSQueuePolicyResources() {
+		props, err := tpl.ResourceProperties(name, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := props["PolicyDocument"].(map[string]any)
+		stmts, _ := doc["Statement"].([]any)
+		queues, _ := props["Queues"].([]any)
+		for _, s := range stmts {
+			st, _ := s.(map[string]any)
+			principal, _ := st["Principal"].(map[string]any)
+			cond, _ := st["Condition"].(map[string]any)
+			arnEquals, _ := cond["ArnEquals"].(map[string]any)
+			source, _ := arnEquals["aws:SourceArn"].(string)
+			resource, _ := st["Resource"].(string)
+			if st["Effect"] != "Allow" || st["Action"] != "sqs:SendMessage" || principal["Service"] != "events.amazonaws.com" || len(principal) != 1 {
+				t.Errorf("%s: statement %v: want only sqs:SendMessage for events.amazonaws.com", name, st)
+			}
+			if len(cond) != 1 || len(arnEquals) != 1 || source == "" {
+				t.Errorf("%s: statement %v: want one aws:SourceArn condition", name, st)
+			}
+			// The statement's resource ("Id.Arn") is one queue the policy is
+			// attached to ("Id", from Ref).
+			attached := false
+			for _, q := range queues {
+				attached = attached || q.(string)+".Arn" == resource
+			}
+			if !attached {
+				t.Errorf("%s: Resource %q: want one queue of %v", name, resource, queues)
+			}
+			got[resource] = append(got[resource], source)
+		}
+	}
+	for _, v := range got {
+		sort.Strings(v)
+	}
+	for _, v := range rulesOf {
+		sort.Strings(v)
+	}
+	if diff := cmp.Diff(rulesOf, got); diff != "" {
+		t.Errorf("dead-letter senders by queue mismatch (-want rules that use the queue +got SourceArn allowed):\n%s", diff)
 	}
 }
 
