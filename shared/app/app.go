@@ -38,6 +38,9 @@ type Config struct {
 	EventBridgeEndpoint string
 	// EventBusName (EVENT_BUS_NAME) is the bus the publisher puts events on.
 	EventBusName string
+	// PullThroughPrefix (PULL_THROUGH_REPOSITORY_PREFIX) is the namespace of
+	// the registry's pull-through caches; default "pull-through".
+	PullThroughPrefix string
 }
 
 // ConfigFromEnv reads Config with lookup (os.Getenv in production).
@@ -47,6 +50,7 @@ func ConfigFromEnv(lookup func(string) string) (*Config, error) {
 		CursorSecret: lookup("CURSOR_SECRET"), Stage: lookup("STAGE"),
 		DynamoDBEndpoint: lookup("AWS_ENDPOINT_URL_DYNAMODB"), ECREndpoint: lookup("AWS_ENDPOINT_URL_ECR"),
 		EventBridgeEndpoint: lookup("AWS_ENDPOINT_URL_EVENTBRIDGE"), EventBusName: lookup("EVENT_BUS_NAME"),
+		PullThroughPrefix: lookup("PULL_THROUGH_REPOSITORY_PREFIX"),
 	}
 	var missing []string
 	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost, "CURSOR_SECRET": c.CursorSecret} {
@@ -77,7 +81,7 @@ func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
 	}
 	return &lifecycle.Service{
 		Store: dynamo.New(ddb, cfg.TableName), Cursor: cur, RegistryHost: cfg.RegistryHost,
-		Now: time.Now, NewID: NewID,
+		PullThroughPrefix: cfg.PullThroughPrefix, Now: time.Now, NewID: NewID,
 	}, nil
 }
 

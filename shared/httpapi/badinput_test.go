@@ -51,6 +51,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"repository of another org", reg(with("repository", registryHost+"/gpuaas/"+orgB+"/"+projectA+"/bad-app")), 400, "invalid_request", "repository_not_in_project_namespace"},
 		{"repository on another registry", reg(with("repository", "evil.example/gpuaas/"+orgA+"/"+projectA+"/bad-app")), 400, "invalid_request", "invalid_field"},
 		{"pull-through into the platform namespace", reg(strings.Replace(with("repository", registryHost+"/gpuaas/"+orgA+"/"+projectB+"/x"), "platform_push", "pull_through_cache", 1)), 400, "invalid_request", "repository_not_in_project_namespace"},
+		{"pull-through outside its namespace", reg(strings.Replace(with("repository", registryHost+"/docker-hub/library/nginx"), "platform_push", "pull_through_cache", 1)), 400, "invalid_request", "repository_not_in_project_namespace"},
 		{"missing digest", reg(with("digest", nil)), 400, "invalid_request", "missing_field"},
 		{"number for a string", reg(with("app_version", 1)), 400, "invalid_request", "invalid_field"},
 		{"unknown field", reg(with("color", "blue")), 400, "invalid_request", "unknown_field"},

@@ -212,7 +212,7 @@ func TestPolicy(t *testing.T) {
 		}
 		p["trusted_keys"] = []any{map[string]any{"key_id": "release-1", "pem": key}}
 		p["allowed_source_types"] = []string{"pull_through_cache"}
-		p["pull_through_prefixes"] = []string{"docker-hub/"}
+		p["pull_through_prefixes"] = []string{"pull-through/docker-hub/"}
 	})
 	put := e.do(req{route: "put-artifact-policy", as: trustAdmin(), body: custom, idemKey: "policy-key-01"})
 	if put.status != 200 || put.json["revision"] != float64(1) || put.json["updated_by"] == nil {
@@ -249,7 +249,7 @@ func TestPolicy(t *testing.T) {
 		t.Fatal("a refused registration changed the table")
 	}
 	pull := strings.Replace(strings.Replace(registerBody(projectA, "nginx", "1.27", digest(880002)), "platform_push", "pull_through_cache", 1),
-		"gpuaas/"+orgA+"/"+projectA+"/nginx", "docker-hub/library/nginx", 1)
+		"gpuaas/"+orgA+"/"+projectA+"/nginx", "pull-through/docker-hub/library/nginx", 1)
 	if r := e.do(req{route: "register-artifact", as: dev(projectA), body: pull}); r.status != 201 {
 		t.Fatalf("pull-through registration: %d %s", r.status, r.body)
 	}
@@ -264,11 +264,12 @@ func TestPolicy(t *testing.T) {
 		"RSA key": policyBody(t, func(p map[string]any) {
 			p["trusted_keys"] = []any{map[string]any{"key_id": "k", "pem": "-----BEGIN PUBLIC KEY-----\nMFww\n-----END PUBLIC KEY-----\n"}}
 		}),
-		"no source types":          policyBody(t, func(p map[string]any) { p["allowed_source_types"] = []string{} }),
-		"prefix in gpuaas/":        policyBody(t, func(p map[string]any) { p["pull_through_prefixes"] = []string{"gpuaas/other/"} }),
-		"missing field":            policyBody(t, func(p map[string]any) { delete(p, "trusted_keys") }),
-		"unknown nested field":     policyBody(t, func(p map[string]any) { p["channels"].([]any)[0].(map[string]any)["color"] = "red" }),
-		"revision is server-owned": policyBody(t, func(p map[string]any) { p["revision"] = 9 }),
+		"no source types":                           policyBody(t, func(p map[string]any) { p["allowed_source_types"] = []string{} }),
+		"prefix in gpuaas/":                         policyBody(t, func(p map[string]any) { p["pull_through_prefixes"] = []string{"gpuaas/other/"} }),
+		"prefix outside the pull-through namespace": policyBody(t, func(p map[string]any) { p["pull_through_prefixes"] = []string{"docker-hub/"} }),
+		"missing field":                             policyBody(t, func(p map[string]any) { delete(p, "trusted_keys") }),
+		"unknown nested field":                      policyBody(t, func(p map[string]any) { p["channels"].([]any)[0].(map[string]any)["color"] = "red" }),
+		"revision is server-owned":                  policyBody(t, func(p map[string]any) { p["revision"] = 9 }),
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := e.dump()

@@ -228,6 +228,11 @@ func (s *Service) checkRepository(r *Request, source artifact.SourceType, slug, 
 			return artifact.Errorf(artifact.CodeInvalidRequest, artifact.ReasonRepositoryNamespace,
 				"a pull_through_cache artifact cannot live in the platform's project namespace", "field", "repository")
 		}
+		if ns := s.pullThrough() + "/"; !strings.HasPrefix(name, ns) {
+			return artifact.Errorf(artifact.CodeInvalidRequest, artifact.ReasonRepositoryNamespace,
+				"a pull_through_cache artifact lives in the platform's pull-through cache namespace "+ns, "field", "repository",
+				"expected_prefix", s.RegistryHost+"/"+ns)
+		}
 	}
 	return nil
 }

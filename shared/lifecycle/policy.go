@@ -55,7 +55,9 @@ func policyField(field, msg string) error {
 }
 
 // policy validates in and returns the domain policy.
-func (in *PolicyInput) policy() (*artifact.Policy, error) {
+// policy validates in; pullThrough is the platform's pull-through cache
+// namespace, under which every pull-through prefix must lie.
+func (in *PolicyInput) policy(pullThrough string) (*artifact.Policy, error) {
 	if in.Channels == nil {
 		return nil, artifact.Invalid("missing_field", "channels", "channels is required")
 	}
@@ -144,6 +146,10 @@ func (in *PolicyInput) policy() (*artifact.Policy, error) {
 		if !artifact.ValidRepositoryName(name) || strings.HasPrefix(pre, "gpuaas/") || slices.Contains(p.PullThroughPrefixes, pre) {
 			return nil, policyField(fmt.Sprintf("pull_through_prefixes[%d]", i), "a prefix is a repository path (optionally ending in /) outside gpuaas/, listed once")
 		}
+		if !strings.HasPrefix(pre, pullThrough+"/") {
+			// The verifier may read pull-through images only there (IAM).
+			return nil, policyField(fmt.Sprintf("pull_through_prefixes[%d]", i), "a prefix lies under the platform's pull-through cache namespace "+pullThrough+"/")
+		}
 		p.PullThroughPrefixes = append(p.PullThroughPrefixes, pre)
 	}
 	return p, nil
@@ -182,7 +188,7 @@ func (s *Service) PutPolicy(ctx context.Context, r *Request, in *PolicyInput) (*
 	if !r.Can(artifact.PermTrust) {
 		return nil, forbidden(artifact.PermTrust)
 	}
-	pol, err := in.policy()
+	pol, err := in.policy(s.pullThrough())
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gpuaas/app-artifacts/shared/artifact"
@@ -57,13 +58,27 @@ type Service struct {
 	Repositories Repositories // nil: intents do not touch the registry
 	Cursor       *cursor.Codec
 	RegistryHost string
-	Now          func() time.Time
-	NewID        func(prefix string) string
+	// PullThroughPrefix is the repository namespace of the registry's
+	// pull-through caches (default "pull-through"): pull_through_cache
+	// artifacts and the policy's prefixes lie under it.
+	PullThroughPrefix string
+	Now               func() time.Time
+	NewID             func(prefix string) string
 	// MaxAttempts bounds re-reads after a concurrent change (default 8).
 	MaxAttempts int
 	// Sleep waits between attempts (default: jittered, at most ~50ms).
 	Sleep func(ctx context.Context, attempt int)
 }
+
+func (s *Service) pullThrough() string {
+	if s.PullThroughPrefix == "" {
+		return DefaultPullThroughPrefix
+	}
+	return strings.TrimSuffix(s.PullThroughPrefix, "/")
+}
+
+// DefaultPullThroughPrefix is template.yaml's PullThroughRepositoryPrefix default.
+const DefaultPullThroughPrefix = "pull-through"
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }
 

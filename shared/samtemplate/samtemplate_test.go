@@ -606,10 +606,11 @@ func TestFunctionEnv(t *testing.T) {
 			logicalID: "ListArtifactsFunction",
 			refs:      tableRef,
 			want: map[string]string{
-				"TABLE_NAME":    "local-artifacts",
-				"REGISTRY_HOST": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-				"CURSOR_SECRET": cursorSecret,
-				"STAGE":         "dev",
+				"TABLE_NAME":                     "local-artifacts",
+				"REGISTRY_HOST":                  "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+				"CURSOR_SECRET":                  cursorSecret,
+				"STAGE":                          "dev",
+				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
 		},
 		{
@@ -618,10 +619,11 @@ func TestFunctionEnv(t *testing.T) {
 			logicalID: "RegisterArtifactFunction",
 			refs:      with(tableRef, map[string]string{"AWS::AccountId": "000000000000", "AWS::Region": "eu-west-1"}),
 			want: map[string]string{
-				"TABLE_NAME":    "local-artifacts",
-				"REGISTRY_HOST": "000000000000.dkr.ecr.eu-west-1.amazonaws.com",
-				"CURSOR_SECRET": cursorSecret,
-				"STAGE":         "prod",
+				"TABLE_NAME":                     "local-artifacts",
+				"REGISTRY_HOST":                  "000000000000.dkr.ecr.eu-west-1.amazonaws.com",
+				"CURSOR_SECRET":                  cursorSecret,
+				"STAGE":                          "prod",
+				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
 		},
 		{
@@ -630,10 +632,11 @@ func TestFunctionEnv(t *testing.T) {
 			logicalID: "GetArtifactFunction",
 			refs:      tableRef,
 			want: map[string]string{
-				"TABLE_NAME":    "local-artifacts",
-				"REGISTRY_HOST": "registry.example.test",
-				"CURSOR_SECRET": cursorSecret,
-				"STAGE":         "dev",
+				"TABLE_NAME":                     "local-artifacts",
+				"REGISTRY_HOST":                  "registry.example.test",
+				"CURSOR_SECRET":                  cursorSecret,
+				"STAGE":                          "dev",
+				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
 		},
 		{
@@ -642,10 +645,11 @@ func TestFunctionEnv(t *testing.T) {
 			logicalID: "PromoteArtifactFunction",
 			refs:      with(tableRef, map[string]string{"RegistryHost": "127.0.0.1:5000", "Stage": "local", "CursorSecret": "from-refs"}),
 			want: map[string]string{
-				"TABLE_NAME":    "local-artifacts",
-				"REGISTRY_HOST": "127.0.0.1:5000",
-				"CURSOR_SECRET": "from-refs",
-				"STAGE":         "local",
+				"TABLE_NAME":                     "local-artifacts",
+				"REGISTRY_HOST":                  "127.0.0.1:5000",
+				"CURSOR_SECRET":                  "from-refs",
+				"STAGE":                          "local",
+				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
 		},
 		{

@@ -407,7 +407,7 @@ func TestTrustVerifiedThroughRealPath(t *testing.T) {
 
 func TestTrustFailedVerificationReasons(t *testing.T) {
 	st, c := startTrust(t)
-	trustPutPolicy(t, c.trust, map[string]any{"pull_through_prefixes": []string{"dockerhub/"}})
+	trustPutPolicy(t, c.trust, map[string]any{"pull_through_prefixes": []string{"pull-through/dockerhub/"}})
 
 	// Never pushed: the digest of an image that exists nowhere.
 	ghost := trustDescriptor(t, trustImage(t))
@@ -421,10 +421,10 @@ func TestTrustFailedVerificationReasons(t *testing.T) {
 	mediaID := trustRegister(t, st, c.dev, "media", "1.0.0", trustRepo("media"), "platform_push", pushed.Digest.String(), trustOCIManifest)
 
 	// Pull-through artifacts: outside the policy's prefixes, and inside (control).
-	_, outside := trustPush(t, st, "quay/library/nginx", "1.27")
-	outsideID := trustRegister(t, st, c.dev, "nginx", "1.27", "quay/library/nginx", "pull_through_cache", outside.Digest.String(), string(outside.MediaType))
-	_, inside := trustPush(t, st, "dockerhub/library/redis", "7.4")
-	insideID := trustRegister(t, st, c.dev, "redis", "7.4", "dockerhub/library/redis", "pull_through_cache", inside.Digest.String(), string(inside.MediaType))
+	_, outside := trustPush(t, st, "pull-through/quay/library/nginx", "1.27")
+	outsideID := trustRegister(t, st, c.dev, "nginx", "1.27", "pull-through/quay/library/nginx", "pull_through_cache", outside.Digest.String(), string(outside.MediaType))
+	_, inside := trustPush(t, st, "pull-through/dockerhub/library/redis", "7.4")
+	insideID := trustRegister(t, st, c.dev, "redis", "7.4", "pull-through/dockerhub/library/redis", "pull_through_cache", inside.Digest.String(), string(inside.MediaType))
 
 	t0 := time.Now()
 	trustWaitReason(t, c.dev, ghostID, "failed_verification", "digest_not_found")
