@@ -27,6 +27,7 @@ const (
 	partIntent
 	partArtifact
 	partNewIntent
+	partIntentRef
 	partSourceBlock
 	partPolicy
 	partAudit
@@ -242,6 +243,9 @@ func (t *Table) buildChanges(x *txn, m *lifecycle.Mutation, now int64) error {
 
 	if p := m.NewIntent; p != nil {
 		if err := x.put(partNewIntent, toIntentItem(p), notExists()); err != nil {
+			return err
+		}
+		if err := x.put(partIntentRef, toIntentRefItem(p), notExists()); err != nil {
 			return err
 		}
 	}

@@ -17,7 +17,8 @@ import (
 //	guard     DIGEST#<project>#<digest>            GUARD
 //	guard     APPVER#<project>#<slug>#<version>    GUARD
 //	idem      IDEMP#<project>#<sha256(principal,key)>  IDEMP
-//	intent    INTENT#<project>                     <intent_id>   GSI1: INTENTREF#<repository>#<tag>
+//	intent    INTENT#<project>                     <intent_id>
+//	intentref INTENTREF#<repository>#<tag>         <intent_id>   (points at the intent; read consistently by the registrar)
 //	guard     SOURCEBLOCK#<project>#<source_type>  GUARD     (exists while policy refuses it)
 //	audit     AUDIT#<project>                      <audit_id>
 const (
@@ -29,12 +30,13 @@ const (
 	skIdem        = "IDEMP"
 	artifactSKPfx = "ARTIFACT#"
 
-	entityArtifact = "artifact"
-	entityProject  = "project"
-	entityGuard    = "guard"
-	entityIdem     = "idempotency"
-	entityIntent   = "publish_intent"
-	entityAudit    = "audit"
+	entityArtifact  = "artifact"
+	entityProject   = "project"
+	entityGuard     = "guard"
+	entityIdem      = "idempotency"
+	entityIntent    = "publish_intent"
+	entityIntentRef = "intent_ref"
+	entityAudit     = "audit"
 
 	// AuditRetention keeps audit rows this long before TTL may delete them.
 	AuditRetention = 400 * 24 * time.Hour
@@ -202,8 +204,6 @@ func (it *idemItem) record() *lifecycle.IdemRecord {
 type intentItem struct {
 	key
 	Entity         string                `dynamodbav:"entity"`
-	GSI1PK         string                `dynamodbav:"GSI1PK,omitempty"`
-	GSI1SK         string                `dynamodbav:"GSI1SK,omitempty"`
 	IntentID       string                `dynamodbav:"intent_id"`
 	OrgID          string                `dynamodbav:"org_id"`
 	ProjectID      string                `dynamodbav:"project_id"`
@@ -226,12 +226,32 @@ type intentItem struct {
 func toIntentItem(p *artifact.PublishIntent) *intentItem {
 	return &intentItem{
 		key:    key{PK: intentPK(p.ProjectID), SK: p.IntentID},
-		GSI1PK: IntentRefKey(p.RepositoryName, p.Tag), GSI1SK: p.IntentID,
 		Entity: entityIntent, IntentID: p.IntentID, OrgID: p.OrgID, ProjectID: p.ProjectID,
 		AppSlug: p.AppSlug, AppVersion: p.AppVersion, Kind: p.Kind, SourceType: p.SourceType,
 		RepositoryName: p.RepositoryName, Repository: p.Repository, Tag: p.Tag, Status: p.Status,
 		ArtifactID: p.ArtifactID, CreatedBy: p.CreatedBy, CreatedAt: p.CreatedAt.UTC(), ExpiresAt: p.ExpiresAt.UTC(),
 		ExpiresEpoch: p.ExpiresAt.Unix(), TTL: p.ExpiresAt.Add(IntentRetention).Unix(),
+	}
+}
+
+// intentRefItem finds an intent by the repository and tag it reserves, on
+// the table itself (not an index), so that a push arriving right after its
+// intent was created finds it: a Query on the table can be consistent, a
+// Query on a global secondary index cannot. It never changes; the intent
+// it points at holds the status.
+type intentRefItem struct {
+	key
+	Entity    string `dynamodbav:"entity"`
+	ProjectID string `dynamodbav:"project_id"`
+	IntentID  string `dynamodbav:"intent_id"`
+	TTL       int64  `dynamodbav:"ttl"`
+}
+
+func toIntentRefItem(p *artifact.PublishIntent) *intentRefItem {
+	return &intentRefItem{
+		key:    key{PK: IntentRefKey(p.RepositoryName, p.Tag), SK: p.IntentID},
+		Entity: entityIntentRef, ProjectID: p.ProjectID, IntentID: p.IntentID,
+		TTL: p.ExpiresAt.Add(IntentRetention).Unix(),
 	}
 }
 

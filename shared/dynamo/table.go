@@ -176,22 +176,46 @@ func (t *Table) GetIntent(ctx context.Context, projectID, intentID string) (*art
 	return intent, p, err
 }
 
-// IntentsFor implements lifecycle.Store: one Query on GSI1, newest first.
+// IntentsFor implements lifecycle.Store: a consistent Query of the
+// intents' references for the repository and tag, newest first, then one
+// consistent BatchGetItem of the intents they point at (two round trips:
+// this is the asynchronous registrar, not a request).
 func (t *Table) IntentsFor(ctx context.Context, repositoryName, tag string) ([]*artifact.PublishIntent, error) {
-	expr, err := expression.NewBuilder().WithKeyCondition(expression.Key("GSI1PK").Equal(expression.Value(IntentRefKey(repositoryName, tag)))).Build()
+	expr, err := expression.NewBuilder().WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(IntentRefKey(repositoryName, tag)))).Build()
 	if err != nil {
 		return nil, artifact.Internal(fmt.Errorf("dynamo.IntentsFor: %w", err))
 	}
 	out, err := t.api.Query(ctx, &dynamodb.QueryInput{
-		TableName: aws.String(t.name), IndexName: aws.String("GSI1"), KeyConditionExpression: expr.KeyCondition(),
+		TableName: aws.String(t.name), KeyConditionExpression: expr.KeyCondition(),
 		ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
-		ScanIndexForward: aws.Bool(false), Limit: aws.Int32(20),
+		ScanIndexForward: aws.Bool(false), ConsistentRead: aws.Bool(true), Limit: aws.Int32(20),
 	})
 	if err != nil {
 		return nil, translate("dynamo.IntentsFor", err)
 	}
-	intents := make([]*artifact.PublishIntent, 0, len(out.Items))
+	refs := make([]intentRefItem, 0, len(out.Items))
+	keys := make([]av, 0, len(out.Items))
 	for _, item := range out.Items {
+		var ref intentRefItem
+		if err := attributevalue.UnmarshalMap(item, &ref); err != nil {
+			return nil, artifact.Internal(fmt.Errorf("dynamo.IntentsFor: %w", err))
+		}
+		refs = append(refs, ref)
+		keys = append(keys, keyOf(intentPK(ref.ProjectID), ref.IntentID))
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	got, err := t.batchGet(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	intents := make([]*artifact.PublishIntent, 0, len(refs))
+	for _, ref := range refs {
+		item := got[intentPK(ref.ProjectID)+"|"+ref.IntentID]
+		if item == nil {
+			continue
+		}
 		var it intentItem
 		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 			return nil, artifact.Internal(fmt.Errorf("dynamo.IntentsFor: %w", err))

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gpuaas/app-artifacts/shared/artifact"
@@ -93,5 +95,58 @@ func TestAuditAccessPatterns(t *testing.T) {
 	}
 	if !strings.HasPrefix(evs[0].AuditID, "aud_") {
 		t.Fatalf("audit id %q", evs[0].AuditID)
+	}
+}
+
+// recordQueries keeps every Query input the store sends.
+type recordQueries struct {
+	dynamo.API
+	queries []*dynamodb.QueryInput
+}
+
+func (r *recordQueries) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	r.queries = append(r.queries, in)
+	return r.API.Query(ctx, in, opts...)
+}
+
+// TestIntentsForReadsConsistently: the registrar finds an intent through a
+// consistent Query on the table (a Query on a global secondary index cannot
+// be consistent, and a push can follow its intent by milliseconds), newest
+// first, each intent read back whole, across projects of one repository name.
+func TestIntentsForReadsConsistently(t *testing.T) {
+	srv := ddbtest.Start(t)
+	table := srv.NewTable(t)
+	rec := &recordQueries{API: srv.Client()}
+	store := dynamo.New(rec, table)
+	n := 0
+	svc := &lifecycle.Service{Store: store, RegistryHost: "reg.example", Now: time.Now,
+		NewID: func(p string) string { n++; return fmt.Sprintf("%s_%04d", p, n) }}
+	ctx := context.Background()
+	for i := range 3 {
+		version := "1.0.0"
+		if i == 1 {
+			version = "2.0.0" // another tag of the same repository
+		}
+		if _, err := svc.CreateIntent(ctx, caller(fmt.Sprint("intent-", i)), &lifecycle.IntentInput{
+			AppSlug: strp("app"), AppVersion: strp(version), Kind: strp("container_image"), SourceType: strp("platform_push"),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	intents, err := store.IntentsFor(ctx, "gpuaas/org-a/proj-a/app", "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range intents {
+		got = append(got, it.IntentID+" "+it.Tag+" "+string(it.Status))
+	}
+	if diff := cmp.Diff([]string{"pi_0005 1.0.0 open", "pi_0001 1.0.0 open"}, got); diff != "" {
+		t.Fatalf("intents (-want +got):\n%s", diff)
+	}
+	q := rec.queries[len(rec.queries)-1]
+	if q.IndexName != nil || !aws.ToBool(q.ConsistentRead) || aws.ToBool(q.ScanIndexForward) {
+		t.Fatalf("IntentsFor queried index %v consistent=%v forward=%v; want the table, consistently, newest first",
+			aws.ToString(q.IndexName), aws.ToBool(q.ConsistentRead), aws.ToBool(q.ScanIndexForward))
 	}
 }

@@ -175,7 +175,8 @@ type Store interface {
 	// GetIntent reads a publish intent and its project in one round trip.
 	GetIntent(ctx context.Context, projectID, intentID string) (*artifact.PublishIntent, *Project, error)
 	// IntentsFor lists the intents issued for a repository name and tag,
-	// newest first (one Query on an index).
+	// newest first, read consistently (so an intent created just before its
+	// push is found): a Query and a BatchGetItem.
 	IntentsFor(ctx context.Context, repositoryName, tag string) ([]*artifact.PublishIntent, error)
 	// AuditEvents reads one page of a project's audit rows, newest first,
 	// in one round trip.

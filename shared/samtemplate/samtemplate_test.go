@@ -246,8 +246,9 @@ func wantGrants(pullThroughPrefix string) map[string]map[string][]string {
 			"dynamodb:BatchGetItem": table, "dynamodb:DeleteItem": table, "dynamodb:PutItem": table, "dynamodb:UpdateItem": table,
 		},
 		"RegistrarFunction": with(register, map[string][]string{
-			"dynamodb:Query":    {gsi1ARN},
-			"ecr:BatchGetImage": {ecrRepos + "gpuaas/*"},
+			"dynamodb:Query":        table,
+			"dynamodb:BatchGetItem": table,
+			"ecr:BatchGetImage":     {ecrRepos + "gpuaas/*"},
 		}),
 		// The stream's read permissions and the dead-letter queue's
 		// SendMessage come from SAM (the event's AWSLambdaDynamoDBExecutionRole
