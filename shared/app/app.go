@@ -27,7 +27,7 @@ import (
 type Config struct {
 	TableName    string // TABLE_NAME
 	RegistryHost string // REGISTRY_HOST
-	CursorSecret string // CURSOR_SECRET, at least 32 bytes
+	CursorSecret string // CURSOR_SECRET, at least 32 bytes; only the list routes have (and need) it
 	Stage        string // STAGE
 	// DynamoDBEndpoint (AWS_ENDPOINT_URL_DYNAMODB, the SDK's own variable)
 	// points the client elsewhere than AWS; unset on AWS.
@@ -53,7 +53,7 @@ func ConfigFromEnv(lookup func(string) string) (*Config, error) {
 		PullThroughPrefix: lookup("PULL_THROUGH_REPOSITORY_PREFIX"),
 	}
 	var missing []string
-	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost, "CURSOR_SECRET": c.CursorSecret} {
+	for name, v := range map[string]string{"TABLE_NAME": c.TableName, "REGISTRY_HOST": c.RegistryHost} {
 		if v == "" {
 			missing = append(missing, name)
 		}
@@ -61,7 +61,7 @@ func ConfigFromEnv(lookup func(string) string) (*Config, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("app.ConfigFromEnv: missing %s", strings.Join(missing, ", "))
 	}
-	if len(c.CursorSecret) < 32 {
+	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		return nil, errors.New("app.ConfigFromEnv: CURSOR_SECRET must be at least 32 bytes")
 	}
 	return c, nil
@@ -75,9 +75,12 @@ func DynamoDBOptions(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, 
 
 // NewService builds the lifecycle service over DynamoDB.
 func NewService(cfg *Config, ddb dynamo.API) (*lifecycle.Service, error) {
-	cur, err := cursor.New([]byte(cfg.CursorSecret))
-	if err != nil {
-		return nil, err
+	var cur *cursor.Codec
+	if cfg.CursorSecret != "" {
+		var err error
+		if cur, err = cursor.New([]byte(cfg.CursorSecret)); err != nil {
+			return nil, err
+		}
 	}
 	return &lifecycle.Service{
 		Store: dynamo.New(ddb, cfg.TableName), Cursor: cur, RegistryHost: cfg.RegistryHost,
@@ -116,6 +119,9 @@ func NewHandler(routeName string, cfg *Config, awsCfg aws.Config, logw io.Writer
 	rt, ok := httpapi.RouteByName(routeName)
 	if !ok {
 		return nil, fmt.Errorf("app.NewHandler: no route %q", routeName)
+	}
+	if rt.Pages && cfg.CursorSecret == "" {
+		return nil, fmt.Errorf("app.NewHandler: %s pages its answers and needs CURSOR_SECRET", routeName)
 	}
 	svc, err := NewLifecycle(cfg, awsCfg)
 	if err != nil {

@@ -27,7 +27,10 @@ type Route struct {
 	// NeedsRegistry: the route's function is wired with the platform
 	// registry (ECR); the others do not link its client.
 	NeedsRegistry bool
-	run           call
+	// Pages: the route answers cursor-paged lists, so its function needs
+	// the cursor secret (CURSOR_SECRET); the others are not given it.
+	Pages bool
+	run   call
 }
 
 // Mutation reports whether the route changes state (and so needs an idempotency key).
@@ -62,7 +65,7 @@ func transition(action artifact.Action) call {
 var Routes = []*Route{
 	{
 		Name: "list-artifacts", LogicalID: "ListArtifactsFunction", Method: "GET", Path: BasePath + "/app-artifacts",
-		Perm: artifact.PermRead,
+		Perm: artifact.PermRead, Pages: true,
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, p map[string]string, _ any) (*lifecycle.Result, error) {
 			return s.List(ctx, r, p)
 		},
@@ -122,14 +125,14 @@ var Routes = []*Route{
 	},
 	{
 		Name: "list-artifact-audit-events", LogicalID: "ListArtifactAuditEventsFunction", Method: "GET", Path: BasePath + "/app-artifacts/{artifact_id}/audit-events",
-		Perm: artifact.PermAudit,
+		Perm: artifact.PermAudit, Pages: true,
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, id string, p map[string]string, _ any) (*lifecycle.Result, error) {
 			return s.ListAudit(ctx, r, id, p)
 		},
 	},
 	{
 		Name: "list-audit-events", LogicalID: "ListAuditEventsFunction", Method: "GET", Path: BasePath + "/audit-events",
-		Perm: artifact.PermAudit,
+		Perm: artifact.PermAudit, Pages: true,
 		run: func(ctx context.Context, s *lifecycle.Service, r *lifecycle.Request, _ string, p map[string]string, _ any) (*lifecycle.Result, error) {
 			return s.ListAudit(ctx, r, "", p)
 		},

@@ -622,7 +622,6 @@ func TestFunctionEnv(t *testing.T) {
 			want: map[string]string{
 				"TABLE_NAME":                     "local-artifacts",
 				"REGISTRY_HOST":                  "000000000000.dkr.ecr.eu-west-1.amazonaws.com",
-				"CURSOR_SECRET":                  cursorSecret,
 				"STAGE":                          "prod",
 				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
@@ -635,7 +634,6 @@ func TestFunctionEnv(t *testing.T) {
 			want: map[string]string{
 				"TABLE_NAME":                     "local-artifacts",
 				"REGISTRY_HOST":                  "registry.example.test",
-				"CURSOR_SECRET":                  cursorSecret,
 				"STAGE":                          "dev",
 				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
@@ -648,7 +646,6 @@ func TestFunctionEnv(t *testing.T) {
 			want: map[string]string{
 				"TABLE_NAME":                     "local-artifacts",
 				"REGISTRY_HOST":                  "127.0.0.1:5000",
-				"CURSOR_SECRET":                  "from-refs",
 				"STAGE":                          "local",
 				"PULL_THROUGH_REPOSITORY_PREFIX": "pull-through",
 			},
@@ -1000,5 +997,20 @@ func TestFunctionEvents(t *testing.T) {
 	bus, err := tpl.ResourceProperties("EventBus", nil)
 	if err != nil || bus["Name"] != "gpuaas-app-artifacts-local" {
 		t.Fatalf("event bus: %v %v", bus, err)
+	}
+}
+
+// TestCursorSecretOnlyWherePagesAre: the cursor secret is given to the
+// functions of the routes that page, and to no other.
+func TestCursorSecretOnlyWherePagesAre(t *testing.T) {
+	tmpl := load(t, map[string]string{"CursorSecret": strings.Repeat("c", 32)})
+	for _, rt := range httpapi.Routes {
+		env, err := tmpl.FunctionEnv(rt.LogicalID, map[string]string{"ArtifactsTable": "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, has := env["CURSOR_SECRET"]; has != rt.Pages {
+			t.Errorf("%s: CURSOR_SECRET present=%v, but the route pages=%v", rt.LogicalID, has, rt.Pages)
+		}
 	}
 }
