@@ -106,6 +106,9 @@ func TestLifecycleEndToEnd(t *testing.T) {
 
 func TestDynamoDBRoundTrips(t *testing.T) {
 	e := newEnv(t)
+	intentID := e.intent(projectA)
+	other, failed := e.register(projectA), e.register(projectA)
+	e.setTrust(projectA, failed, "failed_verification")
 	id := e.register(projectA)
 	if n := e.lastCalls(); n != 1 {
 		t.Errorf("register: %d round trips, want 1", n)
@@ -127,8 +130,19 @@ func TestDynamoDBRoundTrips(t *testing.T) {
 		{"deprecate-artifact", req{route: "deprecate-artifact", as: dev(projectA), artifact: id, noBody: true}, 2},
 		{"retire-artifact", req{route: "retire-artifact", as: admin(projectA), artifact: id, noBody: true, idemKey: "retire-key-1"}, 2},
 		{"retire replay", req{route: "retire-artifact", as: admin(projectA), artifact: id, noBody: true, idemKey: "retire-key-1"}, 1},
+		{"register-artifact", req{route: "register-artifact", as: dev(projectA), body: registerBody(projectA, "rt-app", "1", digest(777001)), idemKey: "register-key-1"}, 1},
 		{"register replay", req{route: "register-artifact", as: dev(projectA), body: registerBody(projectA, "rt-app", "1", digest(777001)), idemKey: "register-key-1"}, 1},
-		{"register replayed", req{route: "register-artifact", as: dev(projectA), body: registerBody(projectA, "rt-app", "1", digest(777001)), idemKey: "register-key-1"}, 1},
+		{"get-publish-intent", req{route: "get-publish-intent", as: viewer(projectA), artifact: intentID}, 1},
+		{"revoke-artifact", req{route: "revoke-artifact", as: trustAdmin(), artifact: other, body: `{"reason":"key leaked"}`, idemKey: "revoke-key-1"}, 2},
+		{"revoke replay", req{route: "revoke-artifact", as: trustAdmin(), artifact: other, body: `{"reason":"key leaked"}`, idemKey: "revoke-key-1"}, 1},
+		{"verify-artifact", req{route: "verify-artifact", as: trustAdmin(), artifact: failed, noBody: true}, 2},
+		{"get-artifact-policy", req{route: "get-artifact-policy", as: admin(projectA)}, 1},
+		{"put-artifact-policy", req{route: "put-artifact-policy", as: trustAdmin(), body: defaultPolicyBody, idemKey: "policy-key-1"}, 2},
+		{"put-artifact-policy replay", req{route: "put-artifact-policy", as: trustAdmin(), body: defaultPolicyBody, idemKey: "policy-key-1"}, 1},
+		// An artifact's history reads the artifact (404 for a foreign one) and then its rows.
+		{"list-artifact-audit-events", req{route: "list-artifact-audit-events", as: admin(projectA), artifact: id}, 2},
+		// The project's rows: the project item (org check, also for an empty page), then the rows.
+		{"list-audit-events", req{route: "list-audit-events", as: admin(projectA)}, 2},
 	}
 	for _, c := range cases {
 		r := e.do(c.r)
