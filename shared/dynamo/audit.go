@@ -100,7 +100,7 @@ func (it *auditItem) event() *lifecycle.AuditEvent {
 	return &lifecycle.AuditEvent{
 		AuditID: it.AuditID, Action: it.Action, OrgID: it.OrgID, ProjectID: it.ProjectID, ArtifactID: it.ArtifactID,
 		Actor: it.Actor, CorrelationID: it.CorrelationID, TraceID: it.TraceID, IdempotencyKey: it.IdempotencyKey,
-		Before: snapshot(it.Before), After: snapshot(it.After), Details: details, OccurredAt: it.OccurredAt.UTC(),
+		Before: snapshot(it.Before), After: snapshot(it.After), Details: details, OccurredAt: artifact.Timestamp(it.OccurredAt.UTC()),
 	}
 }
 

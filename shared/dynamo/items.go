@@ -296,8 +296,8 @@ func toAuditItem(e *lifecycle.AuditEvent, after *artifact.Artifact) *auditItem {
 		Entity: entityAudit, GSI2PK: AuditByCorrelationKey(e.ProjectID, e.CorrelationID), GSI2SK: e.AuditID,
 		AuditID: e.AuditID, Action: e.Action, OrgID: e.OrgID, ProjectID: e.ProjectID, ArtifactID: e.ArtifactID,
 		Actor: e.Actor, CorrelationID: e.CorrelationID, TraceID: e.TraceID, IdempotencyKey: e.IdempotencyKey,
-		Before: e.Before, After: e.After, Details: e.Details, OccurredAt: e.OccurredAt.UTC(),
-		TTL: e.OccurredAt.Add(AuditRetention).Unix(),
+		Before: e.Before, After: e.After, Details: e.Details, OccurredAt: time.Time(e.OccurredAt).UTC(),
+		TTL: time.Time(e.OccurredAt).Add(AuditRetention).Unix(),
 	}
 	if e.ArtifactID != nil {
 		it.GSI1PK, it.GSI1SK = AuditByArtifactKey(e.ProjectID, *e.ArtifactID), e.AuditID

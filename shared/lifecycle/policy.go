@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gpuaas/app-artifacts/shared/artifact"
 )
@@ -40,7 +39,7 @@ type PolicyView struct {
 	ProjectID string `json:"project_id"`
 	*artifact.Policy
 	Revision  int64               `json:"revision"`
-	UpdatedAt *time.Time          `json:"updated_at"`
+	UpdatedAt *artifact.Timestamp `json:"updated_at"`
 	UpdatedBy *artifact.Principal `json:"updated_by"`
 }
 
@@ -158,7 +157,7 @@ func (in *PolicyInput) policy(pullThrough string) (*artifact.Policy, error) {
 func (s *Service) policyView(projectID string, p *Project) *PolicyView {
 	v := &PolicyView{ProjectID: projectID, Policy: artifact.DefaultPolicy()}
 	if p != nil && p.Policy != nil {
-		v.Policy, v.Revision, v.UpdatedAt, v.UpdatedBy = p.Policy, p.PolicyRevision, p.PolicyUpdatedAt, p.PolicyUpdatedBy
+		v.Policy, v.Revision, v.UpdatedAt, v.UpdatedBy = p.Policy, p.PolicyRevision, (*artifact.Timestamp)(p.PolicyUpdatedAt), p.PolicyUpdatedBy
 	}
 	return v
 }
@@ -207,7 +206,7 @@ func (s *Service) PutPolicy(ctx context.Context, r *Request, in *PolicyInput) (*
 		}
 		before := s.policyView(r.ProjectID, p)
 		by := r.Principal
-		after := &PolicyView{ProjectID: r.ProjectID, Policy: pol, Revision: before.Revision + 1, UpdatedAt: &now, UpdatedBy: &by}
+		after := &PolicyView{ProjectID: r.ProjectID, Policy: pol, Revision: before.Revision + 1, UpdatedAt: (*artifact.Timestamp)(&now), UpdatedBy: &by}
 		body, err := jsonBody(after)
 		if err != nil {
 			return nil, err

@@ -63,7 +63,7 @@ type AuditEvent struct {
 	Before         *artifact.Snapshot `json:"before"`
 	After          *artifact.Snapshot `json:"after"`
 	Details        map[string]any     `json:"details"`
-	OccurredAt     time.Time          `json:"occurred_at"`
+	OccurredAt     artifact.Timestamp `json:"occurred_at"`
 }
 
 // MutationView is the one consistent read a transition starts from.
@@ -207,3 +207,4 @@ type AuditPage struct {
 	More  bool
 	Last  string // as ListResult.Last: the audit id the reading ended at
 }
+

@@ -156,7 +156,7 @@ func (s *Service) audit(r *Request, now time.Time, action string, artifactID str
 	return &AuditEvent{
 		AuditID: s.NewID("aud"), Action: action, OrgID: r.OrgID, ProjectID: r.ProjectID,
 		ArtifactID: aid, Actor: r.Principal, CorrelationID: r.CorrelationID, TraceID: trace,
-		IdempotencyKey: r.IdemKey, Before: before, After: after, Details: details, OccurredAt: now,
+		IdempotencyKey: r.IdemKey, Before: before, After: after, Details: details, OccurredAt: artifact.Timestamp(now),
 	}
 }
 

@@ -131,7 +131,7 @@ func (p *Publisher) entry(img map[string]events.DynamoDBAttributeValue) (ebtypes
 	}
 	entry := ebtypes.PutEventsRequestEntry{
 		Source: aws.String(Source), DetailType: aws.String(DetailType(audit)), Detail: aws.String(string(detail)),
-		EventBusName: aws.String(p.BusName), Time: aws.Time(audit.OccurredAt),
+		EventBusName: aws.String(p.BusName), Time: aws.Time(time.Time(audit.OccurredAt)),
 	}
 	if audit.ArtifactID != nil {
 		entry.Resources = []string{"gpuaas:app-artifact:" + audit.ProjectID + "/" + *audit.ArtifactID}

@@ -100,7 +100,9 @@ func TestLocalCloudEndToEnd(t *testing.T) {
 	if intent.status != 201 || intent.body["repository"] != strings.TrimPrefix(st.RegistryURL, "http://")+"/gpuaas/org-acme/proj-alpha/vision-api" {
 		t.Fatalf("intent: %d %s", intent.status, intent.raw)
 	}
-	digest, mediaType := push(t, st, "gpuaas/org-acme/proj-alpha/vision-api", "1.0.0")
+	// By digest: this test registers through the API (the push path, which
+	// would race it, is push_test.go's).
+	digest, mediaType := push(t, st, "gpuaas/org-acme/proj-alpha/vision-api", "")
 	pushed := time.Now()
 	reg := dev.call("POST", base, fmt.Sprintf(`{"app_slug":"vision-api","app_version":"1.0.0","repository":%q,"digest":%q,"digest_algorithm":"sha256","artifact_kind":"container_image","source_type":"platform_push","media_type":%q,"publish_intent_id":%q}`,
 		intent.body["repository"], digest, mediaType, intent.body["intent_id"]), nil)
@@ -218,14 +220,24 @@ func TestPortTaken(t *testing.T) {
 }
 
 // push writes a random image to the local registry by tag and returns its
-// digest and manifest media type.
+// digest and manifest media type. With tag "" it pushes by digest, which
+// emits no push event (ECR announces pushes by tag), so nothing registers it
+// behind the test's back.
 func push(t *testing.T, st *cloud.Stack, repo, tag string) (string, string) {
 	t.Helper()
 	img, err := random.Image(512, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(strings.TrimPrefix(st.RegistryURL, "http://")+"/"+repo+":"+tag, name.Insecure)
+	at := ":" + tag
+	if tag == "" {
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = "@" + d.String()
+	}
+	ref, err := name.ParseReference(strings.TrimPrefix(st.RegistryURL, "http://")+"/"+repo+at, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
