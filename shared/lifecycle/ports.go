@@ -207,4 +207,3 @@ type AuditPage struct {
 	More  bool
 	Last  string // as ListResult.Last: the audit id the reading ended at
 }
-
