@@ -175,6 +175,10 @@ var want = map[string]expectation{
 	"get-artifact-policy":   {200, ""},
 	"put-artifact-policy":   {200, ""},
 	"get-publish-intent":    {404, "app_artifact_not_found"},
+	// The samples name an artifact the empty table does not have, and a
+	// project with no rows yet.
+	"list-artifact-audit-events": {404, "app_artifact_not_found"},
+	"list-audit-events":          {200, ""},
 }
 
 // fallback is what a route without an entry in want may answer: a success,
