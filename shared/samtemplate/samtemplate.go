@@ -141,6 +141,16 @@ func load(path string, params map[string]string) (*Template, error) {
 	return t, nil
 }
 
+// LoadRepo loads the template.yaml of the repository the working directory
+// is in (see FindRepoRoot).
+func LoadRepo(params map[string]string) (*Template, error) {
+	root, err := FindRepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return Load(filepath.Join(root, "template.yaml"), params)
+}
+
 // FindRepoRoot walks up from the working directory to the first directory
 // that holds a go.mod file.
 func FindRepoRoot() (string, error) {

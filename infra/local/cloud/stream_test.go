@@ -72,11 +72,7 @@ func n(rec events.DynamoDBEventRecord) string {
 
 func startStream(t *testing.T, rec *streamRecorder, opts cloud.StreamOptions) (*dynamodb.Client, *cloud.Stream, string) {
 	t.Helper()
-	repo, err := samtemplate.FindRepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := samtemplate.Load(filepath.Join(repo, "template.yaml"), nil)
+	tmpl, err := samtemplate.LoadRepo(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,11 +22,7 @@ import (
 // engine is minidyn behind ddbfix on loopback, with the template's table.
 func engine(t *testing.T) (*dynamodb.Client, string) {
 	t.Helper()
-	repo, err := samtemplate.FindRepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := samtemplate.Load(filepath.Join(repo, "template.yaml"), nil)
+	tmpl, err := samtemplate.LoadRepo(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

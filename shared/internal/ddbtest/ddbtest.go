@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -71,11 +70,7 @@ func (s *Server) Client(opts ...func(*dynamodb.Options)) *dynamodb.Client {
 // Template loads the repository's template.yaml.
 func Template(tb testing.TB) *samtemplate.Template {
 	tb.Helper()
-	root, err := samtemplate.FindRepoRoot()
-	if err != nil {
-		tb.Fatalf("ddbtest.Template: %v", err)
-	}
-	t, err := samtemplate.Load(filepath.Join(root, "template.yaml"), nil)
+	t, err := samtemplate.LoadRepo(nil)
 	if err != nil {
 		tb.Fatalf("ddbtest.Template: %v", err)
 	}
