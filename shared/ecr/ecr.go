@@ -76,12 +76,12 @@ func validDigest(d string) bool {
 	return true
 }
 
-// Manifest reads repository@digest with BatchGetImage and returns the raw
+// ImageManifest reads repository@digest with BatchGetImage and returns the raw
 // manifest bytes and the media type ECR reports (the manifest's own
 // mediaType field if ECR reports none). A missing image or repository is
 // ErrNotFound; throttling, 5xx, timeouts and connection failures are a
 // *TransientError; anything else is a plain wrapped error.
-func (c *Client) Manifest(ctx context.Context, repository, digest string) ([]byte, string, error) {
+func (c *Client) ImageManifest(ctx context.Context, repository, digest string) ([]byte, string, error) {
 	const op = "BatchGetImage"
 	if !validDigest(digest) {
 		return nil, "", fmt.Errorf("ecr: %s: invalid digest %q", op, digest)

@@ -113,7 +113,7 @@ func TestManifest(t *testing.T) {
 	ctx := ctxT(t)
 	digest, raw := pushRandom(t, e, "gpuaas/p1/app:v1")
 
-	got, mt, err := e.ecr.Manifest(ctx, "gpuaas/p1/app", digest)
+	got, mt, err := e.ecr.ImageManifest(ctx, "gpuaas/p1/app", digest)
 	if err != nil {
 		t.Fatalf("Manifest: %v", err)
 	}
@@ -130,12 +130,12 @@ func TestManifest(t *testing.T) {
 			t.Errorf("%s: transient", what)
 		}
 	}
-	_, _, err = e.ecr.Manifest(ctx, "gpuaas/p1/app", "sha256:"+strings.Repeat("a", 64))
+	_, _, err = e.ecr.ImageManifest(ctx, "gpuaas/p1/app", "sha256:"+strings.Repeat("a", 64))
 	notFound("unknown digest", err)
-	_, _, err = e.ecr.Manifest(ctx, "gpuaas/p1/nothing", digest)
+	_, _, err = e.ecr.ImageManifest(ctx, "gpuaas/p1/nothing", digest)
 	notFound("unknown repository", err)
 
-	_, _, err = e.ecr.Manifest(ctx, "gpuaas/p1/app", "sha256:short")
+	_, _, err = e.ecr.ImageManifest(ctx, "gpuaas/p1/app", "sha256:short")
 	if err == nil || errors.Is(err, ecr.ErrNotFound) {
 		t.Errorf("invalid digest: %v", err)
 	}
@@ -149,7 +149,7 @@ func TestManifestTransient(t *testing.T) {
 	for _, fault := range []error{registry.ErrThrottling, registry.ErrServer} {
 		e.reg.FailECR("BatchGetImage", fault)
 		before := e.calls.Load()
-		_, _, err := e.ecr.Manifest(ctx, "gpuaas/p1/app", digest)
+		_, _, err := e.ecr.ImageManifest(ctx, "gpuaas/p1/app", digest)
 		te, ok := errors.AsType[*ecr.TransientError](err)
 		if !ok || errors.Is(err, ecr.ErrNotFound) || te.Op != "BatchGetImage" {
 			t.Errorf("%v: got %v, want a TransientError", fault, err)
@@ -159,14 +159,14 @@ func TestManifestTransient(t *testing.T) {
 		}
 	}
 	e.reg.FailECR("BatchGetImage", nil)
-	if _, _, err := e.ecr.Manifest(ctx, "gpuaas/p1/app", digest); err != nil {
+	if _, _, err := e.ecr.ImageManifest(ctx, "gpuaas/p1/app", digest); err != nil {
 		t.Fatalf("after clearing the fault: %v", err)
 	}
 
 	// A timeout: the registry hangs past the caller's deadline.
 	e.stall.Store(true)
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_, _, err := e.ecr.Manifest(short, "gpuaas/p1/app", digest)
+	_, _, err := e.ecr.ImageManifest(short, "gpuaas/p1/app", digest)
 	cancel()
 	e.stall.Store(false)
 	if _, ok := errors.AsType[*ecr.TransientError](err); !ok {
@@ -176,7 +176,7 @@ func TestManifestTransient(t *testing.T) {
 	// Nobody listening.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	_, _, err = ecr.New(sdkClient(dead.URL), "").Manifest(ctx, "gpuaas/p1/app", digest)
+	_, _, err = ecr.New(sdkClient(dead.URL), "").ImageManifest(ctx, "gpuaas/p1/app", digest)
 	if _, ok := errors.AsType[*ecr.TransientError](err); !ok {
 		t.Errorf("connection refused: %v, want a TransientError", err)
 	}
@@ -256,7 +256,7 @@ func TestClassification(t *testing.T) {
 		{"deadline", fakeAPI{getErr: context.DeadlineExceeded}, false, true},
 		{"access denied", fakeAPI{getErr: errors.New("AccessDeniedException")}, false, false},
 	} {
-		_, _, err := ecr.New(tc.api, "123456789012").Manifest(ctx, "r/p", d)
+		_, _, err := ecr.New(tc.api, "123456789012").ImageManifest(ctx, "r/p", d)
 		_, transient := errors.AsType[*ecr.TransientError](err)
 		if err == nil || errors.Is(err, ecr.ErrNotFound) != tc.notFound || transient != tc.transient {
 			t.Errorf("%s: %v (notFound want %v, transient want %v)", tc.name, err, tc.notFound, tc.transient)
@@ -268,7 +268,7 @@ func TestClassification(t *testing.T) {
 		ImageId:       &types.ImageIdentifier{ImageDigest: aws.String(d)},
 		ImageManifest: aws.String(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`),
 	}}}}
-	if _, mt, err := ecr.New(api, "").Manifest(ctx, "r/p", d); err != nil || mt != "application/vnd.docker.distribution.manifest.v2+json" {
+	if _, mt, err := ecr.New(api, "").ImageManifest(ctx, "r/p", d); err != nil || mt != "application/vnd.docker.distribution.manifest.v2+json" {
 		t.Errorf("fallback media type: %q %v", mt, err)
 	}
 

@@ -16,7 +16,7 @@ import (
 
 // Manifests reads what the registry reports for a digest (ECR BatchGetImage).
 type Manifests interface {
-	Manifest(ctx context.Context, repository, digest string) ([]byte, string, error)
+	ImageManifest(ctx context.Context, repository, digest string) ([]byte, string, error)
 }
 
 // Registrar handles ECR "ECR Image Action" events.
@@ -65,7 +65,7 @@ func (g *Registrar) handle(ctx context.Context, ev events.ECRImageActionEvent) (
 	if d.ActionType != "PUSH" || d.Result != "SUCCESS" || !strings.HasPrefix(d.RepositoryName, "gpuaas/") || d.ImageTag == "" || d.ImageDigest == "" {
 		return lifecycle.PushResult{Outcome: ignored}, nil
 	}
-	_, mediaType, err := g.Manifests.Manifest(ctx, d.RepositoryName, d.ImageDigest)
+	_, mediaType, err := g.Manifests.ImageManifest(ctx, d.RepositoryName, d.ImageDigest)
 	if errors.Is(err, ecr.ErrNotFound) {
 		return lifecycle.PushResult{Outcome: imageGone}, nil // deleted since the push: nothing to register
 	}

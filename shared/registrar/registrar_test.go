@@ -34,7 +34,7 @@ type manifests struct {
 	called int
 }
 
-func (m *manifests) Manifest(_ context.Context, _, digest string) ([]byte, string, error) {
+func (m *manifests) ImageManifest(_ context.Context, _, digest string) ([]byte, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.called++

@@ -33,20 +33,24 @@ const (
 	SignatureInvalid  = "signature_invalid"
 )
 
-// Manifests reads a manifest by digest (ECR BatchGetImage). A missing image
-// or repository is ecr.ErrNotFound; every other error is transient.
-type Manifests interface {
-	Manifest(ctx context.Context, repository, digest string) ([]byte, string, error)
+// Registry is the verifier's one view of the platform registry: the
+// artifact's manifest by digest through the ECR API (ImageManifest:
+// BatchGetImage with the accepted media types; a missing image or
+// repository is ecr.ErrNotFound, every other error is transient), and its
+// signatures through the registry API (signature.Source: the legacy .sig
+// tag, OCI 1.1 referrers, blobs). Faults are injected here in tests.
+type Registry interface {
+	ImageManifest(ctx context.Context, repository, digest string) ([]byte, string, error)
+	signature.Source
 }
 
 // Verifier decides and records trust verdicts.
 type Verifier struct {
-	Store      lifecycle.Store
-	Service    *lifecycle.Service
-	Manifests  Manifests
-	Signatures signature.Source
-	Logger     *slog.Logger
-	Now        func() time.Time
+	Store    lifecycle.Store
+	Service  *lifecycle.Service
+	Registry Registry
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // trigger is what the verifier reads of the event detail (an audit row).
@@ -140,7 +144,7 @@ func (v *Verifier) Check(ctx context.Context, a *artifact.Artifact, policy *arti
 		// ECR addresses manifests by sha256 only.
 		return Verdict{Reason: DigestNotFound}, nil
 	}
-	body, mediaType, err := v.Manifests.Manifest(ctx, repo, a.Digest)
+	body, mediaType, err := v.Registry.ImageManifest(ctx, repo, a.Digest)
 	if errors.Is(err, ecr.ErrNotFound) {
 		return Verdict{Reason: DigestNotFound}, nil
 	}
@@ -168,7 +172,7 @@ func (v *Verifier) Check(ctx context.Context, a *artifact.Artifact, policy *arti
 		}
 		keys = append(keys, signature.Key{KeyID: k.KeyID, Public: pub})
 	}
-	keyID, err := signature.Verify(ctx, v.Signatures, repo, a.Digest, keys)
+	keyID, err := signature.Verify(ctx, v.Registry, repo, a.Digest, keys)
 	switch {
 	case err == nil:
 		return Verdict{KeyID: keyID}, nil

@@ -2,7 +2,7 @@ package verify_test
 
 // The verifier against the real store (minidyn through the real SDK, table
 // from template.yaml) and the real lifecycle service. The registry is the one
-// thing replaced: a Manifests whose answers, and what happens while it is
+// thing replaced: a Registry whose manifest answers, and what happens while it is
 // being asked, each test scripts, so that a race that takes a slow registry
 // on AWS can be made to happen every time.
 
@@ -28,6 +28,7 @@ import (
 	"github.com/gpuaas/app-artifacts/shared/ecr"
 	"github.com/gpuaas/app-artifacts/shared/internal/ddbtest"
 	"github.com/gpuaas/app-artifacts/shared/lifecycle"
+	"github.com/gpuaas/app-artifacts/shared/signature"
 	"github.com/gpuaas/app-artifacts/shared/verify"
 )
 
@@ -41,12 +42,13 @@ const (
 // scripted answers the n-th manifest read (from 0) with answer(n), after
 // running during(n), which is where a test makes the artifact move.
 type scripted struct {
-	calls  atomic.Int64
-	answer func(n int64) ([]byte, string, error)
-	during func(n int64)
+	signature.Source // unused: these projects require no signatures
+	calls            atomic.Int64
+	answer           func(n int64) ([]byte, string, error)
+	during           func(n int64)
 }
 
-func (s *scripted) Manifest(_ context.Context, _, _ string) ([]byte, string, error) {
+func (s *scripted) ImageManifest(_ context.Context, _, _ string) ([]byte, string, error) {
 	n := s.calls.Add(1) - 1
 	if s.during != nil {
 		s.during(n)
@@ -115,8 +117,8 @@ func (e *env) register(manifest []byte) (string, string) {
 	return body["artifact_id"].(string), fmt.Sprintf("aud-register-%d", e.n)
 }
 
-func (e *env) verifier(m verify.Manifests) *verify.Verifier {
-	return &verify.Verifier{Store: e.store, Service: e.svc, Manifests: m,
+func (e *env) verifier(m verify.Registry) *verify.Verifier {
+	return &verify.Verifier{Store: e.store, Service: e.svc, Registry: m,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: time.Now}
 }
 

@@ -51,10 +51,23 @@ func NewVerifier(cfg *app.Config, awsCfg aws.Config) (*verify.Verifier, error) {
 		return nil, fmt.Errorf("workers.NewVerifier: %w", err)
 	}
 	return &verify.Verifier{
-		Store: svc.Store, Service: svc, Manifests: ecr.New(ecrAPI, ""), Signatures: reg,
+		Store: svc.Store, Service: svc, Registry: platformRegistry{Client: reg, images: ecr.New(ecrAPI, "")},
 		Logger: obs.NewLogger(os.Stdout, "verifier"), Now: time.Now,
 	}, nil
 }
+
+// platformRegistry is the verifier's Registry: ECR's API for an artifact's
+// manifest, the registry API for its signatures.
+type platformRegistry struct {
+	*ocireg.Client // tags, referrers and blobs, for signatures
+	images         *ecr.Client
+}
+
+func (r platformRegistry) ImageManifest(ctx context.Context, repository, digest string) ([]byte, string, error) {
+	return r.images.ImageManifest(ctx, repository, digest)
+}
+
+var _ verify.Registry = platformRegistry{}
 
 // NewRegistrar wires the ECR push registrar.
 func NewRegistrar(cfg *app.Config, awsCfg aws.Config) (*registrar.Registrar, error) {
