@@ -721,6 +721,23 @@ func runFaultCase(t *testing.T, figs *faultFigures, fr faultRoute, c faultCase) 
 		replay(want, dump)
 	}
 
+	// settled holds the table to one success of r whose answer is answer,
+	// then retries: replays of it, with and without the fault.
+	settled := func(stage string, answer resp) {
+		t.Helper()
+		oneChange(stage)
+		dump := e.dump()
+		replay(answer, dump)
+		replayUnderFault(answer, dump)
+	}
+	// sameRead holds a read to its answer before the fault, table unchanged.
+	sameRead := func(got resp, what string) {
+		t.Helper()
+		if got.body != baseline.body || e.dump() != before {
+			t.Fatalf("%s differs:\n%s\n%s", what, got.body, baseline.body)
+		}
+	}
+
 	switch c.outcome {
 	case outUnavailable:
 		checkUnavailable(t, first)
@@ -743,15 +760,10 @@ func runFaultCase(t *testing.T, figs *faultFigures, fr faultRoute, c faultCase) 
 			t.Fatalf("want the fault absorbed and %d, got %d replayed=%q %s", fr.status, first.status, first.headers["Idempotent-Replayed"], first.body)
 		}
 		if !mutation {
-			if first.body != baseline.body || e.dump() != before {
-				t.Fatalf("read after an absorbed fault differs:\n%s\n%s", first.body, baseline.body)
-			}
+			sameRead(first, "read after an absorbed fault")
 			return
 		}
-		oneChange("first request")
-		dump := e.dump()
-		replay(first, dump)
-		replayUnderFault(first, dump)
+		settled("first request", first)
 		return
 	case outCommitted:
 		checkUnavailable(t, first)
@@ -780,15 +792,10 @@ func runFaultCase(t *testing.T, figs *faultFigures, fr faultRoute, c faultCase) 
 		t.Fatalf("retry with the same key: want a first run %d, got %d replayed=%q %s", fr.status, again.status, again.headers["Idempotent-Replayed"], again.body)
 	}
 	if !mutation {
-		if again.body != baseline.body || e.dump() != before {
-			t.Fatalf("read after the fault differs from before it:\n%s\n%s", again.body, baseline.body)
-		}
+		sameRead(again, "read after the fault (from before it)")
 		return
 	}
-	oneChange("retry")
-	dump := e.dump()
-	replay(again, dump)
-	replayUnderFault(again, dump)
+	settled("retry", again)
 }
 
 // TestFaultsSDKRetry runs the production retryer (standard, 3 attempts;
